@@ -1,0 +1,1 @@
+"""Compressed Vision: train video models directly on neural codes (JAX/Flax)."""

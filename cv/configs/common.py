@@ -1,0 +1,74 @@
+"""Helpers shared by every config: `:arg` parsing and the defaults of a run.
+
+Config files follow the big_vision convention: `get_config(arg)` receives the raw string after the
+first ':' of `--config=path.py:arg`, parses it with `parse_arg` into typed values and builds an
+`ml_collections.ConfigDict`. Every config supports `smoke` (tiny sizes, a few steps) for tests.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections as mlc
+
+
+def _convert(name: str, raw: str, default: Any) -> Any:
+  """Converts `raw` to the type of `default`, with an error that names the argument."""
+  try:
+    if isinstance(default, bool):
+      low = raw.lower()
+      if low in ("1", "true", "yes", "on", ""):
+        return True
+      if low in ("0", "false", "no", "off"):
+        return False
+      raise ValueError(raw)
+    if isinstance(default, int):
+      return int(raw)
+    if isinstance(default, float):
+      return float(raw)
+  except ValueError:
+    raise ValueError(f"config argument {name}={raw!r}: expected a {type(default).__name__} "
+                     f"(default {default!r})") from None
+  return raw
+
+
+def parse_arg(arg: str | None, **spec: Any) -> mlc.ConfigDict:
+  """Parses `'k=v,flag,...'` into a ConfigDict whose keys and types come from `spec`.
+
+  A bare `flag` sets a boolean to True; a single value without `=` fills the first key. Unknown
+  keys are an error that lists the valid ones, so a typo never silently falls back to a default.
+  """
+  values = dict(spec)
+  if arg:
+    first = next(iter(spec)) if spec else None
+    for i, item in enumerate(a for a in arg.split(",") if a):
+      if "=" in item:
+        key, raw = item.split("=", 1)
+      elif item in spec and isinstance(spec[item], bool):
+        key, raw = item, "true"
+      elif i == 0 and first is not None:
+        key, raw = first, item
+      else:
+        raise ValueError(f"config argument {item!r} is not valid; expected key=value with keys "
+                         f"{sorted(spec)}")
+      key = key.strip()
+      if key not in spec:
+        raise ValueError(f"unknown config argument {key!r}; valid arguments: {sorted(spec)}")
+      values[key] = _convert(key, raw.strip(), spec[key])
+  return mlc.ConfigDict(values)
+
+
+def base_config(trainer: str, *, smoke: bool) -> mlc.ConfigDict:
+  """The loop settings every run has (seed, mesh, cadences); trainers add their own sections."""
+  c = mlc.ConfigDict()
+  c.trainer = trainer
+  c.seed = 0
+  # Mesh: list of (axis name, size); -1 takes the remaining devices. Batches are split over
+  # `data` (and `fsdp` when present); params are replicated unless sharded by `sharding`.
+  c.mesh = [("data", -1)]
+  c.sharding = mlc.ConfigDict(dict(fsdp_min_size=2**18))
+  c.total_steps = 20 if smoke else 1000
+  c.log_every = 5 if smoke else 50
+  c.ckpt_every = 10 if smoke else 250
+  c.keep_ckpts = 2
+  c.eval_every = 20 if smoke else 500
+  return c

@@ -1,0 +1,76 @@
+"""Config -> clip sources for training and evaluation, with the demo data as the default.
+
+`config.data.format` picks the reader (`kinetics` or `folder`); with `config.data.root` unset, the
+Kinetics-format demo dataset (`cv.data.demo`) is generated once, cached, and used.
+"""
+from __future__ import annotations
+
+import os
+
+import ml_collections as mlc
+
+from cv.data import pipeline, sources
+
+
+def resolve_root(data: mlc.ConfigDict) -> str:
+  """The dataset root: `data.root`, or the cached demo dataset when it is unset."""
+  if data.root:
+    root = os.path.expanduser(data.root)
+    if not os.path.isdir(root):
+      raise sources.DatasetError(f"config.data.root={data.root!r} is not a folder; point it at a "
+                                 f"dataset root or leave it unset to use the demo data")
+    return root
+  from cv.data import demo  # generating demo data is only needed without a real root
+  if data.format != "kinetics":
+    raise sources.DatasetError(f"config.data.format={data.format!r} needs config.data.root; the "
+                               f"built-in demo data is in the kinetics format")
+  return demo.ensure_kinetics(**dict(data.demo))
+
+
+def clip_sources(data: mlc.ConfigDict) -> tuple[sources.SourceReport, sources.SourceReport]:
+  """(train, eval) records; eval labels are indexed by the training classes."""
+  root = resolve_root(data)
+  if data.format == "kinetics":
+    train = sources.kinetics_source(root, data.train_split, strict=data.strict)
+    evals = sources.kinetics_source(root, data.eval_split, class_names=train.class_names,
+                                    strict=data.strict)
+  elif data.format == "folder":
+    train = sources.folder_source(os.path.join(root, data.train_split), strict=data.strict)
+    evals = sources.folder_source(os.path.join(root, data.eval_split),
+                                  class_names=train.class_names, strict=data.strict)
+  else:
+    raise sources.DatasetError(f"config.data.format={data.format!r} is not known; use 'kinetics' "
+                               f"or 'folder'")
+  train.log(f"{root} [{data.train_split}]")
+  evals.log(f"{root} [{data.eval_split}]")
+  if data.max_eval_clips:
+    evals.records = evals.records[:data.max_eval_clips]
+  return train, evals
+
+
+def clip_spec(data: mlc.ConfigDict) -> pipeline.ClipSpec:
+  return pipeline.ClipSpec(num_frames=data.num_frames, stride=data.stride,
+                           target_fps=data.target_fps, short_side=data.short_side, crop=data.crop)
+
+
+def clip_data_config(*, smoke: bool, **overrides) -> mlc.ConfigDict:
+  """The `config.data` section shared by clip-based trainers."""
+  d = mlc.ConfigDict(dict(
+      format="kinetics",
+      root=mlc.config_dict.placeholder(str),
+      train_split="train",
+      eval_split="validate",
+      num_frames=8,
+      stride=2,
+      target_fps=mlc.config_dict.placeholder(float),
+      short_side=64,
+      crop=64,
+      strict=False,
+      num_threads=2,
+      prefetch=4,
+      worker_count=0,
+      max_eval_clips=0,
+      demo=dict(seed=0),
+  ))
+  d.update(overrides)
+  return d

@@ -1,0 +1,153 @@
+"""Dataset formats -> lists of clip records (DESIGN §6).
+
+A record is a plain dict `{path, label, video_id, ...}`; sources check cheaply (stat) that every
+file exists and is non-empty, and report the ones that do not (skip-and-count, or fail fast with
+`strict=True`). Decoding problems are found later, per clip, by the loader.
+
+Formats:
+- Kinetics: `{root}/{split}.csv` with header `label,youtube_id,time_start,time_end,split` and clips
+  at `{root}/{split}/{youtube_id}_{time_start:06d}_{time_end:06d}.<ext>` or
+  `{root}/{split}/{label}/...` (both common download layouts).
+- Folder: every video file under `root` (recursively); the label is the first sub-folder name.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+from typing import Sequence
+
+from absl import logging
+
+from cv.lib.errors import UserError
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
+KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
+
+
+class DatasetError(UserError, ValueError):
+  """A dataset that cannot be read as configured (the message names the file and the fix)."""
+
+
+@dataclasses.dataclass
+class SourceReport:
+  """What a source found: usable records and the problems it skipped."""
+  records: list[dict]
+  class_names: list[str]
+  problems: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, reason)
+
+  def log(self, name: str) -> None:
+    logging.info("%s: %d clips, %d classes", name, len(self.records), len(self.class_names))
+    if self.problems:
+      shown = "\n".join(f"  {p}: {r}" for p, r in self.problems[:20])
+      more = f"\n  ... and {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
+      logging.warning("%s: skipping %d unusable entries:\n%s%s", name, len(self.problems), shown, more)
+      print(f"warning: {name}: skipped {len(self.problems)} unusable entries (first: "
+            f"{self.problems[0][0]}: {self.problems[0][1]})", flush=True)
+
+
+def _file_problem(path: str) -> str | None:
+  if not os.path.exists(path):
+    return "file not found; download it or remove its row"
+  if os.path.getsize(path) == 0:
+    return "file is empty (0 bytes); re-download it or remove it"
+  return None
+
+
+def _problem(report: SourceReport, path: str, reason: str, strict: bool) -> None:
+  if strict:
+    raise DatasetError(f"{path}: {reason} (strict mode: set config.data.strict=False to skip "
+                       "bad entries instead)")
+  report.problems.append((path, reason))
+
+
+def kinetics_clip_path(root: str, split: str, row: dict) -> tuple[str, list[str]]:
+  """The file of a Kinetics CSV row: first existing candidate, else the first candidate."""
+  stem = f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
+  candidates = [os.path.join(root, split, sub, stem + ext)
+                for sub in ("", row["label"]) for ext in VIDEO_EXTENSIONS]
+  for c in candidates:
+    if os.path.exists(c):
+      return c, candidates
+  return candidates[0], candidates
+
+
+def read_kinetics_csv(root: str, split: str) -> list[dict]:
+  path = os.path.join(root, f"{split}.csv")
+  if not os.path.exists(path):
+    raise DatasetError(f"{path}: annotation file not found. A Kinetics root holds {{split}}.csv files "
+                       f"(label,youtube_id,time_start,time_end,split); check config.data.root and "
+                       f"config.data.train_split / eval_split.")
+  with open(path, newline="") as f:
+    reader = csv.DictReader(f)
+    missing = [c for c in KINETICS_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+      raise DatasetError(f"{path}: missing column(s) {missing}; expected header "
+                         f"'label,youtube_id,time_start,time_end,split' (got {reader.fieldnames})")
+    rows = []
+    for line, row in enumerate(reader, start=2):
+      if not row.get("youtube_id") or row.get("label") is None:
+        raise DatasetError(f"{path}:{line}: empty label or youtube_id in row {row}")
+      try:
+        float(row["time_start"]), float(row["time_end"])
+      except (TypeError, ValueError):
+        raise DatasetError(f"{path}:{line}: time_start/time_end must be numbers, got {row}") from None
+      row["_line"] = line
+      rows.append(row)
+  return rows
+
+
+def kinetics_source(root: str, split: str, *, class_names: Sequence[str] | None = None,
+                    strict: bool = False) -> SourceReport:
+  """Records of a Kinetics-format split. `class_names` (from train) fixes the label ids; a label
+  outside it is an error (a val label that train lacks cannot be scored)."""
+  rows = read_kinetics_csv(root, split)
+  if class_names is None:
+    class_names = sorted({r["label"] for r in rows})
+  index = {n: i for i, n in enumerate(class_names)}
+  report = SourceReport([], list(class_names))
+  csv_path = os.path.join(root, f"{split}.csv")
+  for row in rows:
+    if row["label"] not in index:
+      raise DatasetError(f"{csv_path}:{row['_line']}: label {row['label']!r} does not occur in the "
+                         f"training split, so it cannot be learned or scored. Remove these rows or "
+                         f"add training clips of that class.")
+    path, _ = kinetics_clip_path(root, split, row)
+    problem = _file_problem(path)
+    if problem:
+      _problem(report, path, f"{problem} ({os.path.basename(csv_path)} line {row['_line']})", strict)
+      continue
+    report.records.append(dict(path=path, label=index[row["label"]], video_id=row["youtube_id"]))
+  return report
+
+
+def folder_source(root: str, *, class_names: Sequence[str] | None = None,
+                  strict: bool = False) -> SourceReport:
+  """Every video file under `root`; label = first sub-folder (one class '' if files lie at top level)."""
+  if not os.path.isdir(root):
+    raise DatasetError(f"{root}: not a folder; set config.data.root to a folder of video files")
+  found = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames.sort()
+    for name in sorted(filenames):
+      if name.lower().endswith(VIDEO_EXTENSIONS):
+        path = os.path.join(dirpath, name)
+        rel = os.path.relpath(path, root).split(os.sep)
+        found.append((path, rel[0] if len(rel) > 1 else ""))
+  if not found:
+    raise DatasetError(f"{root}: no video files ({', '.join(VIDEO_EXTENSIONS)}) found")
+  if class_names is None:
+    class_names = sorted({label for _, label in found})
+  index = {n: i for i, n in enumerate(class_names)}
+  report = SourceReport([], list(class_names))
+  for path, label in found:
+    if label not in index:
+      raise DatasetError(f"{path}: class folder {label!r} is not among the training classes "
+                         f"{list(class_names)[:10]}...")
+    problem = _file_problem(path)
+    if problem:
+      _problem(report, path, problem, strict)
+      continue
+    report.records.append(dict(path=path, label=index[label],
+                               video_id=os.path.splitext(os.path.basename(path))[0]))
+  return report

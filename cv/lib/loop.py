@@ -1,0 +1,195 @@
+"""The training loop every trainer shares (DESIGN §4, §5, §8).
+
+A trainer describes *what* is learned as a `Task` (init, step, data, evaluation); this module owns
+*how*: the mesh, born-sharded state, the jitted step with buffer donation, global batches from
+process-local data, the NaN/Inf guard, TensorBoard/console reporting, Orbax checkpoints with the
+Grain iterator state, exact resume, the evaluation cadence and the final `metrics.json`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any, Callable, Iterator, Mapping
+
+import jax
+import ml_collections as mlc
+import numpy as np
+from absl import logging
+from clu import periodic_actions
+
+from cv.lib import checkpoint as ckpt_lib
+from cv.lib import fileio
+from cv.lib import mesh as mesh_lib
+from cv.lib import reporting
+from cv.lib import sharding as sharding_lib
+from cv.lib.errors import NonFiniteError
+from cv.lib.train_state import TrainState
+
+Batch = Mapping[str, np.ndarray]
+EvalOutput = tuple[dict[str, float], dict[str, np.ndarray]]
+
+
+@dataclasses.dataclass
+class Task:
+  """What a trainer hands to `run`.
+
+  init: rng -> TrainState. Traced once under `jax.eval_shape` and jitted with the state shardings.
+  train_step: (state, global batch) -> (state, scalar metrics). Pure; jitted with donation.
+  make_train_iter: builds a fresh, checkpointable iterator (Grain) of process-local numpy batches
+    whose leading dimension is the per-process batch size.
+  evaluate: (state) -> (scalars, images), run on the host at the eval cadence and at the end.
+  data_stats: optional () -> scalars about the input (e.g. skipped bad videos), logged with train.
+  """
+  init: Callable[[jax.Array], TrainState]
+  train_step: Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]
+  make_train_iter: Callable[[], Iterator[Batch]]
+  evaluate: Callable[[TrainState], EvalOutput] | None = None
+  data_stats: Callable[[], dict[str, float]] | None = None
+  schedule: Callable[[int], float] | None = None
+
+
+def _check_finite(step: int, scalars: Mapping[str, float], last_good: int | None, ckpt_dir: str):
+  bad = sorted(k for k, v in scalars.items() if not math.isfinite(float(v)))
+  if bad:
+    where = (f"the last good checkpoint (step {last_good}) is kept in {ckpt_dir}"
+             if last_good is not None else "no checkpoint was written yet")
+    raise NonFiniteError(
+        f"training diverged at step {step}: non-finite {', '.join(bad)} "
+        f"({', '.join(f'{k}={scalars[k]}' for k in bad)}). Stopped; {where}. Lower config.optim.lr, "
+        "set config.optim.grad_clip, or check the input data; re-running resumes from that checkpoint.")
+
+
+def global_batch(batch: Batch, sharding: jax.sharding.NamedSharding) -> dict[str, jax.Array]:
+  """Assembles the global batch from this process's slice (leading axis is the batch)."""
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
+
+
+def run(config: mlc.ConfigDict, workdir: str, task: Task) -> dict[str, float]:
+  """Trains `task` to `config.total_steps`, resuming from `workdir` if it holds a checkpoint.
+
+  Returns the final metrics (also written to `<workdir>/metrics.json`).
+  """
+  total = int(config.total_steps)
+  mesh = mesh_lib.make_mesh(config.mesh)
+  batch_sh, repl = mesh_lib.batch_sharding(mesh), mesh_lib.replicated(mesh)
+  is_chief = jax.process_index() == 0
+  print(f"mesh: {dict(mesh.shape)} over {mesh.size} {jax.devices()[0].platform} device(s), "
+        f"{jax.process_count()} process(es)", flush=True)
+
+  rng = jax.random.PRNGKey(config.seed)
+  abstract = jax.eval_shape(task.init, rng)
+  state_sh = sharding_lib.state_shardings(abstract, mesh, fsdp_min_size=config.sharding.fsdp_min_size)
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract, state_sh)
+
+  data_iter = task.make_train_iter()
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  ckpt = ckpt_lib.Checkpointer(ckpt_dir, save_every=config.ckpt_every, keep=config.keep_ckpts)
+  latest = ckpt.latest_step()
+  train_time = 0.0
+  if latest is not None:
+    state, meta = ckpt.restore(latest, abstract, data_iter)
+    train_time = float(meta.get("train_time_s", 0.0))
+    print(f"Resuming from checkpoint step {latest} in {ckpt_dir}", flush=True)
+  else:
+    state = jax.jit(task.init, out_shardings=state_sh)(rng)
+  first_step = int(jax.device_get(state.step))
+  last_good = latest
+
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+  print(f"parameters: {n_params:,}; training steps {first_step} -> {total}", flush=True)
+
+  writer = reporting.create_writer(workdir)
+  if latest is None:
+    writer.write_hparams(_flat_hparams(config))
+  report = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
+                                           every_steps=config.log_every)
+  console = reporting.ConsoleProgress(total, first_step)
+
+  step_fn = jax.jit(task.train_step, in_shardings=(state_sh, batch_sh),
+                    out_shardings=(state_sh, repl), donate_argnums=(0,))
+
+  def evaluate(step: int) -> dict[str, float]:
+    if task.evaluate is None:
+      return {}
+    with console.pause():
+      t0 = time.monotonic()
+      scalars, images = task.evaluate(state)
+      scalars = {f"eval/{k}": float(v) for k, v in scalars.items()}
+      writer.write_scalars(step, scalars)
+      if images:
+        writer.write_images(step, {f"eval/{k}": v for k, v in images.items()})
+      writer.flush()
+      print(f"eval @ step {step}: " + ", ".join(f"{k[5:]} {v:.4f}" for k, v in scalars.items())
+            + f" ({time.monotonic() - t0:.1f}s)", flush=True)
+    return scalars
+
+  train_scalars: dict[str, float] = {}
+  eval_scalars: dict[str, float] = {}
+  t_start = time.monotonic()
+  try:
+    with mesh:
+      for step in range(first_step + 1, total + 1):
+        with jax.profiler.StepTraceAnnotation("train", step_num=step):
+          batch = global_batch(next(data_iter), batch_sh)
+          state, metrics = step_fn(state, batch)
+        report(step)
+        is_last = step == total
+        save_now = step % config.ckpt_every == 0 or is_last
+        eval_now = (config.eval_every and step % config.eval_every == 0) or is_last
+        if step % config.log_every == 0 or save_now or eval_now:
+          train_scalars = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+          _check_finite(step, train_scalars, last_good, ckpt_dir)
+          if task.schedule is not None:
+            train_scalars["train/lr"] = float(task.schedule(step - 1))
+          if task.data_stats is not None:
+            train_scalars.update({f"data/{k}": float(v) for k, v in task.data_stats().items()})
+          writer.write_scalars(step, train_scalars)
+          console(step, {k.split("/", 1)[1]: v for k, v in train_scalars.items()
+                         if k.startswith("train/")})
+        if eval_now:
+          eval_scalars = evaluate(step)
+        if save_now:
+          with console.pause():
+            meta = dict(step=step, total_steps=total,
+                        train_time_s=train_time + time.monotonic() - t_start,
+                        examples_seen=step * int(config.batch_size))
+            ckpt.save(step, state, data_iter, meta, force=True)
+            last_good = step
+      if first_step >= total:
+        print(f"Training already complete at step {first_step}; re-running the final evaluation.",
+              flush=True)
+        eval_scalars = evaluate(first_step)
+  finally:
+    # Finish pending (async) checkpoint writes even when training stops with an error, so the last
+    # good checkpoint is complete on disk.
+    ckpt.close()
+    writer.flush()
+    writer.close()
+
+  final = {"step": float(max(first_step, total)), **train_scalars, **eval_scalars}
+  if is_chief:
+    fileio.write_json(os.path.join(workdir, "metrics.json"), final)
+  return final
+
+
+def _flat_hparams(config: mlc.ConfigDict) -> dict[str, Any]:
+  """Config as flat TensorBoard hparams (lists become strings)."""
+  out = {}
+
+  def visit(prefix, node):
+    for k, v in node.items():
+      name = f"{prefix}{k}"
+      if isinstance(v, (dict, mlc.ConfigDict)):
+        visit(name + ".", v)
+      elif isinstance(v, (bool, int, float, str)):
+        out[name] = v
+      elif v is None:
+        out[name] = ""
+      else:
+        out[name] = str(v)
+
+  visit("", config)
+  return out

@@ -1,0 +1,23 @@
+"""Compression-rate arithmetic (paper §3.2 / App. E.2; DESIGN §7).
+
+Nominal CR = bits of the uint8 RGB clip / bits of its code tensor at ceil(log2 N) bits per index
+= 24·(T/T')·(H/H')·(W/W') / (K·log2 N). Computed from the *real* code tensor shape.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+
+def bits_per_index(num_entries: int) -> int:
+  return max(1, int(math.ceil(math.log2(num_entries))))
+
+
+def code_bits(code_shape: Sequence[int], num_entries: int) -> int:
+  """Bits to store one code tensor [T', H', W', K] bit-packed."""
+  return math.prod(code_shape) * bits_per_index(num_entries)
+
+
+def compression_rate(video_shape: Sequence[int], code_shape: Sequence[int], num_entries: int) -> float:
+  """video_shape [T, H, W, C] of uint8 pixels vs code_shape [T', H', W', K] of N-entry indices."""
+  return math.prod(video_shape) * 8 / code_bits(code_shape, num_entries)

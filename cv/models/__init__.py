@@ -1,0 +1,1 @@
+"""cv.models package."""

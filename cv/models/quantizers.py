@@ -1,0 +1,101 @@
+"""Vector quantisation of codec latents (DESIGN §7).
+
+`VectorQuantizerEMA`: K codebooks of N entries; the latent's C channels are split into K
+contiguous groups of D = C/K channels and each group is quantised by its own codebook (nearest
+neighbour). Codebooks are not trained by gradients but by exponential moving averages of the
+assigned encoder outputs (van den Oord et al. 2017, App. A.1) with Laplace smoothing; the encoder
+gets the straight-through gradient plus a commitment loss. Entries whose EMA usage falls below
+`restart_threshold` x their fair share (M/N of the M vectors in a batch) are *restarted* at random
+encoder outputs of the current batch, so no code stays dead. On the first training step every
+entry is unused, which initialises the codebook from data.
+
+The EMA statistics live in the `vq` variable collection (not `params`); the trainer passes
+`mutable=["vq"]` in training and stores the collection in `TrainState.model_state`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class VectorQuantizerEMA(nn.Module):
+  num_codebooks: int
+  num_entries: int
+  decay: float = 0.99
+  commitment_cost: float = 0.25
+  epsilon: float = 1e-5
+  restart_threshold: float = 0.03
+
+  @property
+  def bits_per_index(self) -> int:
+    return int(math.ceil(math.log2(self.num_entries)))
+
+  def _groups(self, z: jax.Array) -> jax.Array:
+    c = z.shape[-1]
+    if c % self.num_codebooks:
+      raise ValueError(f"latent channels {c} are not divisible by num_codebooks={self.num_codebooks}")
+    return z.reshape(-1, self.num_codebooks, c // self.num_codebooks)
+
+  def _variables(self, dim: int):
+    k, n = self.num_codebooks, self.num_entries
+    init = lambda: jax.random.normal(self.make_rng("params"), (k, n, dim)) * (1.0 / math.sqrt(dim))
+    codebook = self.variable("vq", "codebook", init)
+    cluster_size = self.variable("vq", "cluster_size", lambda: jnp.zeros((k, n), jnp.float32))
+    embed_sum = self.variable("vq", "embed_sum", lambda: jnp.zeros((k, n, dim), jnp.float32))
+    return codebook, cluster_size, embed_sum
+
+  def codes_to_latents(self, codes: jax.Array) -> jax.Array:
+    """[..., K] int codes -> [..., K*D] continuous latents (codebook lookup)."""
+    codebook = self.get_variable("vq", "codebook")  # [K, N, D]
+    k, _, d = codebook.shape
+    flat = codes.reshape(-1, k)
+    q = jax.vmap(lambda cb, idx: cb[idx], in_axes=(0, 1), out_axes=1)(codebook, flat)
+    return q.reshape(*codes.shape[:-1], k * d)
+
+  @nn.compact
+  def __call__(self, z: jax.Array, *, train: bool) -> dict[str, Any]:
+    """z [..., C] -> dict(quantized (straight-through), codes [..., K], loss, perplexity, usage)."""
+    lead = z.shape[:-1]
+    zg = self._groups(z.astype(jnp.float32))  # [M, K, D]
+    m, k, d = zg.shape
+    codebook, cluster_size, embed_sum = self._variables(d)
+    cb = codebook.value
+    dist = (jnp.sum(zg**2, -1)[..., None] - 2 * jnp.einsum("mkd,knd->mkn", zg, cb)
+            + jnp.sum(cb**2, -1)[None])
+    codes = jnp.argmin(dist, axis=-1)  # [M, K]
+    onehot = jax.nn.one_hot(codes, self.num_entries, dtype=jnp.float32)  # [M, K, N]
+    q = jnp.einsum("mkn,knd->mkd", onehot, cb)
+    counts = jnp.sum(onehot, axis=0)  # [K, N]
+
+    if train and not self.is_initializing():
+      cs = self.decay * cluster_size.value + (1 - self.decay) * counts
+      es = self.decay * embed_sum.value + (1 - self.decay) * jnp.einsum("mkn,mkd->knd", onehot, zg)
+      total = jnp.sum(cs, axis=-1, keepdims=True)
+      smoothed = (cs + self.epsilon) / (total + self.num_entries * self.epsilon) * total
+      new_cb = es / jnp.maximum(smoothed[..., None], 1e-12)
+      # Restart dead entries at random encoder outputs of this batch.
+      fair = m / self.num_entries
+      dead = cs < self.restart_threshold * fair  # [K, N]
+      pick = jax.random.randint(self.make_rng("vq"), (k, self.num_entries), 0, m)
+      samples = jnp.take_along_axis(jnp.transpose(zg, (1, 0, 2)), pick[..., None], axis=1)  # [K,N,D]
+      samples = jax.lax.stop_gradient(samples)
+      # A restarted entry starts just above the threshold: if it wins no vectors it is declared
+      # dead again after ~40 steps (at decay 0.99) instead of lingering.
+      fresh = 1.5 * self.restart_threshold * fair
+      new_cb = jnp.where(dead[..., None], samples, new_cb)
+      cs = jnp.where(dead, fresh, cs)
+      es = jnp.where(dead[..., None], samples * fresh, es)
+      codebook.value, cluster_size.value, embed_sum.value = new_cb, cs, es
+
+    loss = self.commitment_cost * jnp.mean((zg - jax.lax.stop_gradient(q)) ** 2)
+    q_st = zg + jax.lax.stop_gradient(q - zg)
+    probs = counts / m
+    perplexity = jnp.mean(jnp.exp(-jnp.sum(probs * jnp.log(probs + 1e-10), axis=-1)))
+    usage = jnp.mean(jnp.sum(counts > 0, axis=-1) / self.num_entries)
+    return dict(quantized=q_st.reshape(*lead, k * d).astype(z.dtype),
+                codes=codes.reshape(*lead, k).astype(jnp.int32),
+                loss=loss, perplexity=perplexity, usage=usage, counts=counts)

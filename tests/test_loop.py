@@ -1,0 +1,73 @@
+"""Loop machinery with a tiny task: NaN guard keeps the last good checkpoint; metrics.json."""
+from __future__ import annotations
+
+import json
+import os
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+import optax
+import pytest
+
+from cv.configs import common
+from cv.lib import loop
+from cv.lib.errors import NonFiniteError
+from cv.lib.train_state import TrainState
+from tests import helpers
+
+
+def _task(nan_from_step: int | None) -> loop.Task:
+  tx = optax.sgd(0.1)
+
+  def init(rng):
+    return TrainState.create(params={"w": jnp.ones((4,))}, tx=tx, rng=rng)
+
+  def train_step(state, batch):
+    def loss_fn(p):
+      return jnp.mean((batch["x"] @ p["w"] - 1.0) ** 2)
+    loss, g = jax.value_and_grad(loss_fn)(state.params)
+    if nan_from_step is not None:
+      loss = jnp.where(state.step + 1 >= nan_from_step, jnp.nan, loss)
+    return state.apply_gradients(g), {"loss": loss}
+
+  def make_iter():
+    ds = grain.MapDataset.range(10**6).map(
+        lambda i: {"x": np.full((4,), (i % 7) / 7.0, np.float32)})
+    return iter(ds.to_iter_dataset().batch(4))
+
+  def evaluate(state):
+    return {"w_sum": float(jnp.sum(state.params["w"]))}, {}
+
+  return loop.Task(init=init, train_step=train_step, make_train_iter=make_iter, evaluate=evaluate)
+
+
+def _config(total=10):
+  c = common.base_config("test", smoke=True)
+  c.total_steps, c.log_every, c.ckpt_every, c.eval_every = total, 1, 2, 0
+  c.batch_size = 4
+  return c
+
+
+def test_nan_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_path):
+  wd = str(tmp_path)
+  with pytest.raises(NonFiniteError) as e:
+    loop.run(_config(), wd, _task(nan_from_step=5))
+  msg = str(e.value)
+  assert "step 5" in msg and "loss" in msg and "step 4" in msg and "config.optim.lr" in msg
+  assert helpers.finished_steps(os.path.join(wd, "checkpoints")) == [2, 4]
+  assert not os.path.exists(os.path.join(wd, "metrics.json"))
+
+
+def test_run_writes_metrics_and_resumes(tmp_path):
+  wd = str(tmp_path)
+  final = loop.run(_config(total=6), wd, _task(None))
+  m = json.load(open(os.path.join(wd, "metrics.json")))
+  assert m["step"] == 6 and m["eval/w_sum"] == pytest.approx(final["eval/w_sum"])
+  assert np.isfinite(m["train/loss"])
+  # Continuing to more steps resumes at 6, not from scratch.
+  final2 = loop.run(_config(total=8), wd, _task(None))
+  assert final2["step"] == 8
+  assert helpers.finished_steps(os.path.join(wd, "checkpoints"))[-1] == 8
