@@ -117,7 +117,9 @@ def kinetics_source(root: str, split: str, *, class_names: Sequence[str] | None 
     if problem:
       _problem(report, path, f"{problem} ({os.path.basename(csv_path)} line {row['_line']})", strict)
       continue
-    report.records.append(dict(path=path, label=index[row["label"]], video_id=row["youtube_id"]))
+    report.records.append(dict(path=path, label=index[row["label"]], video_id=row["youtube_id"],
+                               time_start=float(row["time_start"]),
+                               time_end=float(row["time_end"])))
   return report
 
 

@@ -1,0 +1,106 @@
+"""Datasets stored as neural codes: ArrayRecord shards + a JSON manifest (DESIGN §6).
+
+Layout of an encoded dataset folder:
+  manifest.json                                   what the codes are (codec id, code shape, splits)
+  {split}-{i:05d}-of-{n:05d}.array_record         records, one per clip
+  {split}-{i:05d}-of-{n:05d}.array_record.json    per-shard summary (count, bad videos), written
+                                                  after the shard; its presence marks it finished
+A record is a msgpack dict: `codes` (uint8/uint16 [T', H', W', K]), `label` (int), `video_id`,
+`time_start`/`time_end` (seconds in the source video), `num_frames` and `fps` of the encoded
+frames, `path` (source file, relative to the dataset root). Downstream trainers read them with
+Grain (`code_dataset`), and look up codebook embeddings on device.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterable
+
+import flax.serialization
+import grain
+import numpy as np
+
+from cv.data.sources import DatasetError
+from cv.lib import fileio
+
+MANIFEST = "manifest.json"
+FORMAT = "cv-codes"
+FORMAT_VERSION = 1
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+  return f"{split}-{index:05d}-of-{count:05d}.array_record"
+
+
+def serialize(example: dict[str, Any]) -> bytes:
+  return flax.serialization.msgpack_serialize(example)
+
+
+def deserialize(data: bytes) -> dict[str, Any]:
+  return flax.serialization.msgpack_restore(data)
+
+
+def write_shard(path: str, examples: Iterable[dict[str, Any]]) -> int:
+  """Writes records to an ArrayRecord file atomically (temp file + rename); returns the count."""
+  from array_record.python.array_record_module import ArrayRecordWriter
+  n = 0
+  with fileio.atomic_path(path) as tmp:
+    writer = ArrayRecordWriter(tmp, "group_size:1")
+    try:
+      for ex in examples:
+        writer.write(serialize(ex))
+        n += 1
+    finally:
+      writer.close()
+  return n
+
+
+def load_manifest(root: str) -> dict[str, Any]:
+  path = os.path.join(root, MANIFEST)
+  if not os.path.exists(path):
+    raise DatasetError(f"{path}: no manifest; encode the dataset first with "
+                       f"tools/encode_dataset.py (or it is still being encoded)")
+  try:
+    manifest = json.load(open(path))
+  except json.JSONDecodeError as e:
+    raise DatasetError(f"{path}: not valid JSON ({e}); re-run tools/encode_dataset.py") from e
+  if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+    raise DatasetError(f"{path}: format {manifest.get('format')!r} version "
+                       f"{manifest.get('format_version')!r}; this code reads {FORMAT!r} version "
+                       f"{FORMAT_VERSION}; re-encode the dataset")
+  return manifest
+
+
+def check_codec(manifest: dict[str, Any], codec_id: str, config_hash: str, root: str) -> None:
+  """Refuses code shards made by a different codec than the one a config names."""
+  if manifest["codec_id"] != codec_id or manifest["config_hash"] != config_hash:
+    raise DatasetError(
+        f"{os.path.join(root, MANIFEST)}: codes were made by codec {manifest['codec_id']} "
+        f"({manifest.get('codec_path', '?')}), but the config names codec {codec_id}; point the "
+        f"config at the codec that made them, or re-encode the dataset with this codec")
+
+
+def shard_paths(root: str, split: str, manifest: dict[str, Any] | None = None) -> list[str]:
+  manifest = manifest or load_manifest(root)
+  if split not in manifest["splits"]:
+    raise DatasetError(f"{os.path.join(root, MANIFEST)}: no split {split!r}; available: "
+                       f"{sorted(manifest['splits'])}")
+  paths = [os.path.join(root, s) for s in manifest["splits"][split]["shards"]]
+  missing = [p for p in paths if not os.path.exists(p)]
+  if missing:
+    raise DatasetError(f"{missing[0]}: code shard missing ({len(missing)} of {len(paths)} for "
+                       f"split {split!r}); re-run tools/encode_dataset.py to recreate it")
+  return paths
+
+
+class DecodeRecord(grain.transforms.Map):
+  """ArrayRecord bytes -> example dict (a top-level class, picklable for Grain workers)."""
+
+  def map(self, data: bytes) -> dict[str, Any]:
+    return deserialize(data)
+
+
+def code_dataset(root: str, split: str) -> grain.MapDataset:
+  """Random-access Grain dataset of the decoded records of one split."""
+  source = grain.sources.ArrayRecordDataSource(shard_paths(root, split))
+  return grain.MapDataset.source(source).map(DecodeRecord())

@@ -1,0 +1,132 @@
+"""Encode a video dataset into code shards (the library behind tools/encode_dataset.py).
+
+Work is split into shards (`records[i::num_shards]`), and shards are split over processes
+(`shard % process_count == process_index`). A finished shard has its `.json` summary beside it;
+re-running skips finished shards, so a killed job resumes without duplicating or losing records.
+Each shard and summary is written atomically. The manifest is written once every shard of every
+split is finished (by whichever process finishes last; writing it twice gives the same file).
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import time
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from cv.codec.neural import NeuralCodec
+from cv.data import code_shards, transforms, video
+from cv.lib import fileio
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodeSpec:
+  """Which frames of each video are encoded: every `stride`-th frame, at most `max_frames`
+  (0 = all), resized to `short_side` and centre-cropped to `crop` x `crop` (0 = keep the aspect,
+  crop only to the codec grid)."""
+  short_side: int = 64
+  crop: int = 64
+  stride: int = 1
+  max_frames: int = 0
+
+
+def load_frames(path: str, spec: EncodeSpec, grid: int) -> tuple[np.ndarray, float]:
+  """The frames of `path` that get encoded, and their frame rate."""
+  info = video.probe(path)
+  n = info.num_frames // spec.stride
+  if spec.max_frames:
+    n = min(n, spec.max_frames)
+  if n < 1:
+    raise video.VideoError(path, f"has {info.num_frames} frames, fewer than stride {spec.stride}")
+  frames = video.read_frames(path, np.arange(n) * spec.stride)
+  frames = transforms.resize_short_side(frames, spec.short_side)
+  if spec.crop:
+    frames = transforms.center_crop(frames, spec.crop)
+  else:
+    h, w = frames.shape[1:3]
+    frames = transforms.center_crop(frames, h // grid * grid, w // grid * grid)
+  return frames, info.fps / spec.stride
+
+
+def _examples(records: Sequence[dict], codec: NeuralCodec, spec: EncodeSpec, root: str,
+              bad: list, bar: tqdm) -> Iterator[dict[str, Any]]:
+  for r in records:
+    try:
+      frames, fps = load_frames(r["path"], spec, codec.spatial_factor)
+    except video.VideoError as e:
+      bad.append([r["path"], e.reason])
+      bar.update(1)
+      continue
+    usable = frames.shape[0] // codec.temporal_factor * codec.temporal_factor
+    if usable == 0:
+      bad.append([r["path"], f"only {frames.shape[0]} frames; the codec needs "
+                  f"{codec.temporal_factor}"])
+      bar.update(1)
+      continue
+    codes = codec.encode(frames[:usable])
+    bar.update(1)
+    yield dict(codes=codes.astype(np.uint8 if codec.bits <= 8 else np.uint16),
+               label=int(r.get("label", -1)), video_id=str(r.get("video_id", "")),
+               time_start=float(r.get("time_start", 0.0)), time_end=float(r.get("time_end", 0.0)),
+               num_frames=int(usable), fps=float(fps), path=os.path.relpath(r["path"], root))
+
+
+def encode_split(records: Sequence[dict], out_dir: str, split: str, codec: NeuralCodec,
+                 spec: EncodeSpec, *, root: str, num_shards: int, process_index: int = 0,
+                 process_count: int = 1, progress: bool = True) -> dict[str, int]:
+  """Encodes this process's unfinished shards of one split. Returns counts (done, skipped)."""
+  num_shards = max(1, min(num_shards, len(records)))
+  mine = [i for i in range(num_shards) if i % process_count == process_index]
+  todo = [i for i in mine if not os.path.exists(
+      os.path.join(out_dir, code_shards.shard_name(split, i, num_shards) + ".json"))]
+  for i in todo:  # temp files of a killed run (SIGKILL gives no chance to clean up)
+    stem = os.path.splitext(code_shards.shard_name(split, i, num_shards))[0]
+    for f in glob.glob(os.path.join(out_dir, f".{stem}.*.tmp*")):
+      os.remove(f)
+  skipped = len(mine) - len(todo)
+  if skipped:
+    print(f"{split}: {skipped} of {len(mine)} shards already finished, skipping them", flush=True)
+  total = sum(len(records[i::num_shards]) for i in todo)
+  bar = tqdm(total=total, unit="clip", desc=f"encode {split}", disable=not progress)
+  t0 = time.monotonic()
+  for i in todo:
+    name = code_shards.shard_name(split, i, num_shards)
+    path = os.path.join(out_dir, name)
+    bad: list = []
+    n = code_shards.write_shard(path, _examples(records[i::num_shards], codec, spec, root, bad, bar))
+    fileio.write_json(path + ".json", dict(shard=name, split=split, num_records=n, bad=bad,
+                                           seconds=round(time.monotonic() - t0, 2)))
+  bar.close()
+  return dict(done=len(todo), skipped=skipped, num_shards=num_shards)
+
+
+def write_manifest_if_complete(out_dir: str, splits: dict[str, dict], codec: NeuralCodec,
+                               codec_path: str, spec: EncodeSpec, source: dict) -> str | None:
+  """Assembles manifest.json from the shard summaries once all are present; else None."""
+  out = {}
+  for split, s in splits.items():
+    names = [code_shards.shard_name(split, i, s["num_shards"]) for i in range(s["num_shards"])]
+    summaries = []
+    for n in names:
+      p = os.path.join(out_dir, n + ".json")
+      if not os.path.exists(p):
+        return None
+      summaries.append(json.load(open(p)))
+    out[split] = dict(shards=names, num_records=sum(x["num_records"] for x in summaries),
+                      bad=[list(p) for p in s.get("problems", [])]
+                      + [b for x in summaries for b in x["bad"]],
+                      class_names=s.get("class_names", []))
+  manifest = dict(format=code_shards.FORMAT, format_version=code_shards.FORMAT_VERSION,
+                  codec_id=codec.codec_id, config_hash=codec.config_hash, codec_path=codec_path,
+                  nominal_cr=codec.nominal_cr(), num_codebooks=codec.num_codebooks,
+                  num_entries=codec.num_entries, bits=codec.bits,
+                  spatial_factor=codec.spatial_factor, temporal_factor=codec.temporal_factor,
+                  dtype="uint8" if codec.bits <= 8 else "uint16", encode=dataclasses.asdict(spec),
+                  source=source, splits=out)
+  path = os.path.join(out_dir, code_shards.MANIFEST)
+  fileio.write_json(path, manifest)
+  return path

@@ -1,0 +1,84 @@
+"""Encode a video dataset into neural-code shards for downstream training.
+
+  python tools/encode_dataset.py --root=/data/kinetics600 --out=/data/k600_codes_cr192 \
+      [--format=kinetics|folder] [--splits=train,validate] [--codec=FILE_OR_WORKDIR] \
+      [--num_shards=16] [--short_side=64 --crop=64 --stride=1 --max_frames=0] \
+      [--process_index=0 --process_count=1]
+
+Without --root it encodes the built-in demo dataset. Resumable: re-running skips finished
+shards. Several processes (machines) can share the work: give each its --process_index out of
+--process_count; the manifest appears when the last shard is done. Bad videos are skipped and
+listed in the manifest.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+  parser.add_argument("--root", default=None, help="dataset root (default: the demo dataset)")
+  parser.add_argument("--format", default="kinetics", choices=("kinetics", "folder"))
+  parser.add_argument("--out", required=True, help="output folder for shards + manifest.json")
+  parser.add_argument("--splits", default="train,validate")
+  parser.add_argument("--codec", default=None, help="codec file or vq_codec workdir (default: demo)")
+  parser.add_argument("--num_shards", type=int, default=16)
+  parser.add_argument("--short_side", type=int, default=64)
+  parser.add_argument("--crop", type=int, default=64, help="centre crop size (0 = full frame)")
+  parser.add_argument("--stride", type=int, default=1, help="keep every stride-th frame")
+  parser.add_argument("--max_frames", type=int, default=0, help="frames per video (0 = all)")
+  parser.add_argument("--process_index", type=int, default=0)
+  parser.add_argument("--process_count", type=int, default=1)
+  parser.add_argument("--strict", action="store_true", help="fail on the first bad video")
+  parser.add_argument("--quiet", action="store_true")
+  args = parser.parse_args(argv)
+  if not 0 <= args.process_index < args.process_count:
+    parser.error(f"--process_index={args.process_index} must be in [0, {args.process_count})")
+
+  from absl import logging
+  logging.set_verbosity(logging.ERROR)
+  from cv.codec.neural import NeuralCodec
+  from cv.data import encode, sources
+  from cv.lib.errors import UserError
+  try:
+    root = args.root
+    if root is None:
+      from cv.data import demo
+      root = demo.ensure_kinetics()
+    codec = NeuralCodec.load(args.codec)
+    spec = encode.EncodeSpec(args.short_side, args.crop, args.stride, args.max_frames)
+    os.makedirs(args.out, exist_ok=True)
+    splits, class_names = {}, None
+    for split in [s for s in args.splits.split(",") if s]:
+      if args.format == "kinetics":
+        rep = sources.kinetics_source(root, split, class_names=class_names, strict=args.strict)
+      else:
+        rep = sources.folder_source(os.path.join(root, split), class_names=class_names,
+                                    strict=args.strict)
+      class_names = class_names or rep.class_names
+      rep.log(f"{root} [{split}]")
+      res = encode.encode_split(rep.records, args.out, split, codec, spec, root=root,
+                                num_shards=args.num_shards, process_index=args.process_index,
+                                process_count=args.process_count, progress=not args.quiet)
+      splits[split] = dict(num_shards=res["num_shards"], class_names=rep.class_names,
+                           problems=rep.problems)
+    source = dict(root=os.path.abspath(root), format=args.format)
+    path = encode.write_manifest_if_complete(args.out, splits, codec, args.codec or "demo", spec,
+                                             source)
+    if path:
+      print(f"wrote {path}")
+    else:
+      print("this process is done; the manifest is written when every process has finished")
+  except (UserError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
