@@ -22,7 +22,7 @@ def test_bits_for():
   assert [bitpack.bits_for(n) for n in (1, 2, 3, 4, 5, 256, 257, 8192, 8193, 65536)] == [
       1, 1, 2, 2, 3, 8, 9, 13, 14, 16]
   with pytest.raises(ValueError):
-    bitpack.bits_for(0)
+    bitpack.bits_for(0)  # raises
 
 
 def _reference_pack(values: np.ndarray, bits: int) -> bytes:

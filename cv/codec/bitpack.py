@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from cv.lib import rate
+
 MAX_BITS = 32
 
 
-def bits_for(num_entries: int) -> int:
-  """Bits per index for a codebook of `num_entries` entries: ceil(log2 N), at least 1."""
-  if int(num_entries) < 1:
-    raise ValueError(f"bits_for: num_entries must be >= 1, got {num_entries}")
-  return max(1, (int(num_entries) - 1).bit_length())
+bits_for = rate.bits_per_index  # ceil(log2 N), at least 1
 
 
 def packed_size(count: int, bits: int) -> int:

@@ -10,7 +10,10 @@ from typing import Sequence
 
 
 def bits_per_index(num_entries: int) -> int:
-  return max(1, int(math.ceil(math.log2(num_entries))))
+  """Bits to store one index into a codebook of N entries: ceil(log2 N), at least 1 (exact)."""
+  if int(num_entries) < 1:
+    raise ValueError(f"bits_per_index: num_entries must be >= 1, got {num_entries}")
+  return max(1, (int(num_entries) - 1).bit_length())
 
 
 def code_bits(code_shape: Sequence[int], num_entries: int) -> int:
