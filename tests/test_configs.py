@@ -49,6 +49,18 @@ def test_vq_rates_build_and_match_nominal(cr):
   assert rates["nominal_cr"] == pytest.approx(cr, rel=0.12)
 
 
+@pytest.mark.parametrize("arg", ["cr=192,tc=2", "cr=30,quantizer=fsq", "cr=768,tc=2,quantizer=fsq",
+                                 "cr=236,quantizer=fsq"])
+def test_vq_variants_keep_the_nominal_rate(arg):
+  from cv.trainers import vq_codec
+  c = k600_vq.get_config(arg)
+  base = k600_vq.get_config(arg.split(",")[0])
+  rates = vq_codec.rate_report(vq_codec.build_model(c), (32, 256, 256, 3))
+  base_rates = vq_codec.rate_report(vq_codec.build_model(base), (32, 256, 256, 3))
+  assert rates["nominal_cr"] == pytest.approx(base_rates["nominal_cr"])
+  assert rates["bits_per_index"] == base_rates["bits_per_index"]
+
+
 def test_unknown_rate_lists_available():
   with pytest.raises(ValueError, match="choose one of"):
     k600_vq.get_config("cr=100")

@@ -126,3 +126,14 @@ def test_bad_videos_are_skipped_counted_and_strict_fails(tmp_path, kinetics_root
   assert r.returncode == 1
   assert "missing0000_000000_000002.mp4" in r.stderr and "strict" in r.stderr
   assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arg", ["cr=30,tc=2,quantizer=fsq,smoke", "cr=768,smoke"])
+def test_codec_variants_run_through_main(tmp_path, arg):
+  wd = str(tmp_path / "w")
+  r = helpers.run_main(f"cv/configs/k600_vq.py:{arg}", wd, "--config.total_steps=4",
+                       "--config.eval_every=4")
+  assert r.returncode == 0, r.stderr[-3000:]
+  metrics = json.load(open(os.path.join(wd, "metrics.json")))
+  assert np.isfinite(metrics["eval/psnr"]) and metrics["step"] == 4

@@ -56,7 +56,7 @@ class NeuralCodec:
   # ----------------------------------------------------------------------------- identity
   @property
   def variables(self) -> dict:
-    return {"params": self.params, "vq": self.vq}
+    return {"params": self.params, "vq": self.vq} if self.vq else {"params": self.params}
 
   @property
   def config_hash(self) -> str:
@@ -221,6 +221,6 @@ class NeuralCodec:
     model_config["channels"] = list(model_config["channels"])
     info = {"source": os.path.abspath(workdir), "step": step, "trained_clip":
             [config.data.num_frames, config.data.crop, config.data.crop]}
-    codec = cls(model_config, state["params"], state["model_state"]["vq"], None, info)
+    codec = cls(model_config, state["params"], state["model_state"].get("vq", {}), None, info)
     codec.info["config_hash"] = codec.config_hash
     return codec

@@ -3,11 +3,16 @@
 Launch (demo data when no dataset is configured):
   python -m cv.main --config=cv/configs/k600_vq.py:cr=192
   python -m cv.main --config=cv/configs/k600_vq.py:cr=192 --config.data.root=/data/kinetics600
+  python -m cv.main --config=cv/configs/k600_vq.py:cr=192,tc=2         # temporal compression
+  python -m cv.main --config=cv/configs/k600_vq.py:cr=192,quantizer=fsq  # codebook-free
 Smoke size (tests): --config=cv/configs/k600_vq.py:cr=192,smoke
 
 Arguments: cr = 30 | 90 | 180 | 192 | 236 | 384 | 475 | 768 picks the rate (paper Tables 1, 5);
-the nominal CR logged at start and in metrics.json is computed from the real code tensor shape:
-CR = 24·(T/T')·(H/H')·(W/W') / (K·log2 N).
+tc = 1 | 2 compresses time too (2x4x4 patches; the number of codebooks doubles so the nominal CR
+stays the same, paper App. B.2 "space- vs time-compression"); quantizer = vq | fsq picks EMA
+vector quantisation or codebook-free finite scalar quantisation with as many implicit entries
+(same bits per index). The nominal CR logged at start and in metrics.json is computed from the
+real code tensor shape: CR = 24·(T/T')·(H/H')·(W/W') / (K·log2 N).
 
 | cr  | spatial down | K codebooks x N entries | bits/index | nominal CR |
 | 30  | 8x           | 10 x 32                 | 5          | 30.7       |
@@ -45,17 +50,29 @@ RATES = {
 }
 
 
+# FSQ levels with the same number of entries (so the same bits per index) as the VQ codebooks.
+FSQ_LEVELS = {32: (8, 4), 256: (8, 8, 4), 512: (8, 8, 8), 8192: (8, 8, 8, 4, 4)}
+
+
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
-  arg = common.parse_arg(arg, cr=192, smoke=False)
+  arg = common.parse_arg(arg, cr=192, tc=1, quantizer="vq", smoke=False)
   if arg.cr not in RATES:
     raise ValueError(f"k600_vq: cr={arg.cr} is not available; choose one of {sorted(RATES)}")
+  if arg.tc not in (1, 2):
+    raise ValueError(f"k600_vq: tc={arg.tc} (temporal compression) must be 1 or 2")
+  if arg.quantizer not in ("vq", "fsq"):
+    raise ValueError(f"k600_vq: quantizer={arg.quantizer!r} must be 'vq' or 'fsq'")
   channels, k, n, d = RATES[arg.cr]
+  if arg.quantizer == "fsq":
+    d = len(FSQ_LEVELS[n])
   c = common.base_config("vq_codec", smoke=arg.smoke)
   c.cr = arg.cr
+  # tc=2 halves time (2x4x4 patches) and doubles the codebooks, which keeps the nominal CR.
   c.model = mlc.ConfigDict(dict(
-      channels=channels, patch=4, temporal_patch=1, num_codebooks=k, num_entries=n, code_dim=d,
-      enc_res_blocks=1, dec_res_blocks=2, res_mult=1, vq_decay=0.99, commitment_cost=0.25,
-      restart_threshold=0.03))
+      channels=channels, patch=4, temporal_patch=arg.tc, num_codebooks=k * arg.tc,
+      num_entries=n, code_dim=d, enc_res_blocks=1, dec_res_blocks=2, res_mult=1, vq_decay=0.99,
+      commitment_cost=0.25, restart_threshold=0.03, quantizer_type=arg.quantizer,
+      fsq_levels=FSQ_LEVELS.get(n, (8, 8, 4))))
   c.data = datasets.clip_data_config(smoke=arg.smoke)
   c.batch_size = 8
   c.eval_batch_size = 16
@@ -69,7 +86,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.eval_every = 300
   if arg.smoke:
     c.model.channels = tuple(min(ch, 16) for ch in channels)
-    c.model.code_dim = min(d, 8)
+    c.model.code_dim = d if arg.quantizer == "fsq" else min(d, 8)
     c.model.enc_res_blocks = c.model.dec_res_blocks = 1
     c.data.num_frames, c.data.short_side, c.data.crop = 4, 32, 32
     c.data.demo = dict(seed=0, train_per_class=2, validate_per_class=1, num_frames=12,

@@ -99,3 +99,64 @@ class VectorQuantizerEMA(nn.Module):
     return dict(quantized=q_st.reshape(*lead, k * d).astype(z.dtype),
                 codes=codes.reshape(*lead, k).astype(jnp.int32),
                 loss=loss, perplexity=perplexity, usage=usage, counts=counts)
+
+
+class FSQ(nn.Module):
+  """Finite scalar quantisation (Mentzer et al. 2023): a codebook-free alternative to VQ.
+
+  Each of K channel groups has d = len(levels) channels; channel i is squashed by tanh to
+  `levels[i]` values and rounded (straight-through gradient). The implicit codebook holds
+  prod(levels) entries, so an index needs the same bits as a VQ codebook of that size — e.g.
+  levels (8, 8, 4) = 256 entries = 8 bits. Nothing can collapse or die, and there is no auxiliary
+  loss, no EMA state and no restarts.
+  """
+  num_codebooks: int
+  levels: tuple[int, ...] = (8, 8, 4)
+  eps: float = 1e-3
+
+  @property
+  def num_entries(self) -> int:
+    return int(math.prod(self.levels))
+
+  def _consts(self):
+    levels = jnp.asarray(self.levels, jnp.float32)
+    half = jnp.asarray([l // 2 for l in self.levels], jnp.float32)
+    basis = jnp.asarray([math.prod(self.levels[:i]) for i in range(len(self.levels))], jnp.int32)
+    return levels, half, basis
+
+  def _bound(self, z: jax.Array) -> jax.Array:
+    levels, _, _ = self._consts()
+    half_l = (levels - 1) * (1 + self.eps) / 2
+    offset = jnp.where(jnp.asarray(self.levels) % 2 == 0, 0.5, 0.0)
+    shift = jnp.arctanh(offset / half_l)
+    return jnp.tanh(z + shift) * half_l - offset
+
+  def codes_to_latents(self, codes: jax.Array) -> jax.Array:
+    """[..., K] indices -> [..., K*d] quantised values in [-1, 1]."""
+    levels, half, basis = self._consts()
+    digits = (codes[..., None].astype(jnp.int32) // basis) % levels.astype(jnp.int32)
+    q = (digits.astype(jnp.float32) - half) / half
+    return q.reshape(*codes.shape[:-1], self.num_codebooks * len(self.levels))
+
+  @nn.compact
+  def __call__(self, z: jax.Array, *, train: bool) -> dict[str, Any]:
+    del train
+    d = len(self.levels)
+    if z.shape[-1] != self.num_codebooks * d:
+      raise ValueError(f"FSQ with levels {self.levels} needs {self.num_codebooks * d} latent "
+                       f"channels, got {z.shape[-1]} (set code_dim={d})")
+    lead = z.shape[:-1]
+    zg = z.astype(jnp.float32).reshape(-1, self.num_codebooks, d)
+    bounded = self._bound(zg)
+    rounded = bounded + jax.lax.stop_gradient(jnp.round(bounded) - bounded)
+    _, half, basis = self._consts()
+    q = rounded / half
+    digits = (jnp.round(jax.lax.stop_gradient(rounded)) + half).astype(jnp.int32)
+    codes = jnp.sum(digits * basis, axis=-1)  # [M, K]
+    counts = jnp.sum(jax.nn.one_hot(codes, self.num_entries, dtype=jnp.float32), axis=0)
+    probs = counts / codes.shape[0]
+    perplexity = jnp.mean(jnp.exp(-jnp.sum(probs * jnp.log(probs + 1e-10), axis=-1)))
+    usage = jnp.mean(jnp.sum(counts > 0, axis=-1) / self.num_entries)
+    return dict(quantized=q.reshape(*lead, self.num_codebooks * d).astype(z.dtype),
+                codes=codes.reshape(*lead, self.num_codebooks), loss=jnp.zeros((), jnp.float32),
+                perplexity=perplexity, usage=usage, counts=counts)

@@ -13,13 +13,14 @@ Inputs and reconstructions are float videos in [0, 1], shape [B, T, H, W, 3].
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cv.models.quantizers import VectorQuantizerEMA
+from cv.models.quantizers import FSQ, VectorQuantizerEMA
 
 
 def _reflect_pad(x: jax.Array, kernel: Sequence[int], strides: Sequence[int]) -> jax.Array:
@@ -162,7 +163,7 @@ class Decoder(nn.Module):
 
 
 class VQVAE(nn.Module):
-  """Encoder -> EMA vector quantiser (K codebooks x N entries of D dims) -> decoder."""
+  """Encoder -> quantiser (EMA VQ: K codebooks x N entries of D dims; or FSQ) -> decoder."""
   channels: Sequence[int] = (64, 128)
   patch: int = 4
   temporal_patch: int = 1
@@ -175,13 +176,25 @@ class VQVAE(nn.Module):
   vq_decay: float = 0.99
   commitment_cost: float = 0.25
   restart_threshold: float = 0.03
+  quantizer_type: str = "vq"  # "vq" (EMA codebooks) or "fsq" (codebook-free, fsq_levels)
+  fsq_levels: Sequence[int] = (8, 8, 4)
 
   def setup(self):
+    if self.quantizer_type == "fsq":
+      levels = tuple(int(l) for l in self.fsq_levels)
+      if math.prod(levels) != self.num_entries or len(levels) != self.code_dim:
+        raise ValueError(f"FSQ levels {levels} give {math.prod(levels)} entries of "
+                         f"{len(levels)} dims, but the model has num_entries={self.num_entries}, "
+                         f"code_dim={self.code_dim}; make them agree")
+      self.quantizer = FSQ(self.num_codebooks, levels)
+    elif self.quantizer_type == "vq":
+      self.quantizer = VectorQuantizerEMA(self.num_codebooks, self.num_entries, self.vq_decay,
+                                          self.commitment_cost,
+                                          restart_threshold=self.restart_threshold)
+    else:
+      raise ValueError(f"quantizer_type={self.quantizer_type!r}: use 'vq' or 'fsq'")
     self.encoder = Encoder(self.channels, self.num_codebooks * self.code_dim, self.patch,
                            self.temporal_patch, self.enc_res_blocks, self.res_mult)
-    self.quantizer = VectorQuantizerEMA(self.num_codebooks, self.num_entries, self.vq_decay,
-                                        self.commitment_cost,
-                                        restart_threshold=self.restart_threshold)
     self.decoder = Decoder(self.channels, self.patch, self.temporal_patch, self.dec_res_blocks,
                            self.res_mult)
 

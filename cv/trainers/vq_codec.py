@@ -63,7 +63,7 @@ def make_task(config: mlc.ConfigDict, model: VQVAE, train_records: list[dict],
     p_rng, v_rng, s_rng = jax.random.split(rng, 3)
     variables = model.init({"params": p_rng, "vq": v_rng}, jnp.zeros((1, *clip_shape)))
     return TrainState.create(params=variables["params"], tx=tx, rng=s_rng,
-                             model_state={"vq": variables["vq"]})
+                             model_state={k: v for k, v in variables.items() if k != "params"})
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     x = to_float(batch["video"])
