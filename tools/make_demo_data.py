@@ -7,7 +7,7 @@ Examples:
   python tools/make_demo_data.py --format=walking_tours --walks=1 --length_seconds=3600
 
 Each dataset lands in `{root}/{format}-{hash of params}` (root: --root, else $CV_DEMO_DIR, else
-~/.cache/cv/demo) and is only generated when missing; see cv/data/demo.py for the formats.
+~/.cache/cv/demo) and is only generated when missing; see cv/data/demo/ for the formats.
 Options left unset keep each format's own default (e.g. 96x128 for kinetics/coin, 64x64 walks).
 """
 from __future__ import annotations

@@ -76,8 +76,9 @@ def read_kinetics_csv(root: str, split: str) -> list[dict]:
   path = os.path.join(root, f"{split}.csv")
   if not os.path.exists(path):
     raise DatasetError(f"{path}: annotation file not found. A Kinetics root holds {{split}}.csv files "
-                       f"(label,youtube_id,time_start,time_end,split); check config.data.root and "
-                       f"config.data.train_split / eval_split.")
+                       f"(label,youtube_id,time_start,time_end,split); check the dataset root "
+                       f"(config.data.root, or --root of the tools) and the split names "
+                       f"(config.data.train_split / eval_split).")
   with open(path, newline="") as f:
     reader = csv.DictReader(f)
     missing = [c for c in KINETICS_COLUMNS if c not in (reader.fieldnames or [])]
