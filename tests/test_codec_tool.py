@@ -112,3 +112,30 @@ def test_bad_codec_file_is_named(tmp_path):
     NeuralCodec.load(str(p))
   with pytest.raises(CodecError, match="not found"):
     NeuralCodec.load(str(tmp_path / "missing.cvcodec"))
+
+
+def test_residual_codec_compresses_at_each_rate(tmp_path):
+  import jax
+  from cv.models.vqvae import VQVAE
+  cfg = dict(channels=[16, 16], num_codebooks=1, num_entries=256, code_dim=8, enc_res_blocks=1,
+             dec_res_blocks=1, quantizer_type="rvq", rvq_levels=2)
+  model = VQVAE(**{**cfg, "channels": (16, 16)})
+  v = model.init({"params": jax.random.PRNGKey(0), "vq": jax.random.PRNGKey(1)},
+                 np.zeros((1, 4, 32, 32, 3), np.float32))
+  codec = NeuralCodec(cfg, v["params"], v["vq"])
+  assert codec.num_levels == 2 and codec.nominal_cr(levels=1) == pytest.approx(2 * codec.nominal_cr())
+  frames = np.random.default_rng(0).integers(0, 255, (8, 40, 48, 3), dtype=np.uint8)
+  sizes = {}
+  for levels in (1, 2):
+    path = str(tmp_path / f"l{levels}.cvz")
+    files.compress_stream(dict(width=48, height=40, num_frames=8, fps="25"), iter([frames]), path,
+                          codec, chunk_frames=8, use_entropy=False, progress=False, name="x",
+                          levels=levels)
+    header, chunks = files.iter_decompress(path, codec)
+    out = np.concatenate(list(chunks))
+    assert out.shape == frames.shape and header.code_shape_per_chunk[-1] == levels
+    _, raw = read_cvz(path)
+    sizes[levels] = sum(len(c) for c in raw)
+  assert sizes[2] == 2 * sizes[1]
+  with pytest.raises(ValueError, match="residual level"):
+    codec.encode(frames, levels=3)

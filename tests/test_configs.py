@@ -61,6 +61,13 @@ def test_vq_variants_keep_the_nominal_rate(arg):
   assert rates["bits_per_index"] == base_rates["bits_per_index"]
 
 
+def test_levels_need_residual_quantizer():
+  with pytest.raises(ValueError, match="needs quantizer=rvq"):
+    k600_vq.get_config("cr=768,levels=2")
+  c = k600_vq.get_config("cr=768,quantizer=rvq,levels=4")
+  assert c.model.rvq_levels == 4 and c.model.quantizer_type == "rvq"
+
+
 def test_unknown_rate_lists_available():
   with pytest.raises(ValueError, match="choose one of"):
     k600_vq.get_config("cr=100")

@@ -129,7 +129,8 @@ def test_bad_videos_are_skipped_counted_and_strict_fails(tmp_path, kinetics_root
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arg", ["cr=30,tc=2,quantizer=fsq,smoke", "cr=768,smoke"])
+@pytest.mark.parametrize("arg", ["cr=30,tc=2,quantizer=fsq,smoke", "cr=768,smoke",
+                                 "cr=768,quantizer=rvq,levels=2,smoke"])
 def test_codec_variants_run_through_main(tmp_path, arg):
   wd = str(tmp_path / "w")
   r = helpers.run_main(f"cv/configs/k600_vq.py:{arg}", wd, "--config.total_steps=4",
@@ -137,3 +138,7 @@ def test_codec_variants_run_through_main(tmp_path, arg):
   assert r.returncode == 0, r.stderr[-3000:]
   metrics = json.load(open(os.path.join(wd, "metrics.json")))
   assert np.isfinite(metrics["eval/psnr"]) and metrics["step"] == 4
+  if "rvq" in arg:  # one model, two rates: quality and rate of the 1-level prefix are logged
+    assert np.isfinite(metrics["eval/psnr_levels1"])
+    assert metrics["eval/nominal_cr_levels1"] == pytest.approx(
+        2 * metrics["eval/nominal_cr_32x256x256"])

@@ -127,3 +127,24 @@ def test_fsq_codec_trains_one_step():
   with pytest.raises(ValueError, match="make them agree"):
     vqvae.VQVAE(num_entries=512, code_dim=3, quantizer_type="fsq").init(
         {"params": jax.random.PRNGKey(1)}, x)
+
+
+def test_residual_vq_levels_are_prefix_codes_with_more_quality():
+  model = vqvae.VQVAE(channels=(16, 16), num_codebooks=1, num_entries=16, code_dim=8,
+                      quantizer_type="rvq", rvq_levels=3, enc_res_blocks=1, dec_res_blocks=1)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 4, 32, 32, 3))
+  v = model.init({"params": jax.random.PRNGKey(1), "vq": jax.random.PRNGKey(2)}, x)
+  # A few EMA steps fit the codebooks to this batch.
+  for i in range(5):
+    _, upd = model.apply(v, x, train=True, rngs={"vq": jax.random.PRNGKey(10 + i)}, mutable=["vq"])
+    v = {"params": v["params"], **upd}
+  z = model.apply(v, x, method=lambda m, x: m.encoder(x * 2 - 1))
+  errs = []
+  for l in (1, 2, 3):
+    vq = model.apply(v, x, active_levels=l, method=vqvae.VQVAE.encode)
+    assert vq["codes"].shape[-1] == 3  # codes hold every level
+    lat = model.apply(v, vq["codes"][..., :l], method=lambda m, c: m.quantizer.codes_to_latents(c))
+    np.testing.assert_allclose(lat, vq["quantized"], atol=1e-4)  # prefix decodes to that rate
+    errs.append(float(jnp.mean((lat - z) ** 2)))
+  assert errs[0] > errs[1] > errs[2], errs  # more levels, closer to the encoder output
+  assert model.codes_per_position == 3

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
   c.add_argument("--chunk_frames", type=int, default=32, help="frames encoded at once")
   c.add_argument("--entropy", action="store_true", help="range-code the indices (smaller file)")
   c.add_argument("--fps", type=float, default=None, help="frame rate of a frame folder (default 25)")
+  c.add_argument("--levels", type=int, default=None,
+                 help="residual-quantisation codecs: keep the first LEVELS levels (a lower rate)")
   d = sub.add_parser("decompress", help=".cvz -> video file or frame folder")
   d.add_argument("input")
   d.add_argument("output")
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     codec = NeuralCodec.load(args.codec)
     if args.command == "compress":
       s = files.compress(args.input, args.output, codec, chunk_frames=args.chunk_frames,
-                         use_entropy=args.entropy, fps=args.fps, progress=not args.quiet)
+                         use_entropy=args.entropy, fps=args.fps, progress=not args.quiet,
+                         levels=args.levels)
       print(f"{args.output}: {s['frames']} frames, {s['bytes']:,} bytes ({s['bpp']:.4f} bits/pixel, "
             f"CR {s['cr']:.1f} vs raw RGB; header+framing {100 * s['overhead']:.2f}%)")
     else:

@@ -75,14 +75,17 @@ def _probs(codec: NeuralCodec, what: str) -> np.ndarray:
 
 
 def compress(src: str, dst: str, codec: NeuralCodec, *, chunk_frames: int = 32,
-             use_entropy: bool = False, fps: float | None = None, progress: bool = True) -> dict:
-  """Compresses `src` (video file or folder of frames) into `dst` (.cvz). Returns size figures."""
+             use_entropy: bool = False, fps: float | None = None, progress: bool = True,
+             levels: int | None = None) -> dict:
+  """Compresses `src` (video file or folder of frames) into `dst` (.cvz). Returns size figures.
+
+  `levels` picks the rate of a residual-quantisation codec (the first levels; default all)."""
   if chunk_frames % codec.temporal_factor:
     raise ValueError(f"chunk_frames={chunk_frames} must be a multiple of the codec's temporal "
                      f"patch {codec.temporal_factor}")
   info, chunks = open_frames(src, chunk_frames, fps)
   return compress_stream(info, chunks, dst, codec, chunk_frames=chunk_frames,
-                         use_entropy=use_entropy, progress=progress, name=src)
+                         use_entropy=use_entropy, progress=progress, name=src, levels=levels)
 
 
 def compress_array(frames: np.ndarray, dst: str, codec: NeuralCodec, *, fps: float = 25,
@@ -96,14 +99,15 @@ def compress_array(frames: np.ndarray, dst: str, codec: NeuralCodec, *, fps: flo
 
 
 def compress_stream(info: dict, chunks: Iterator[np.ndarray], dst: str, codec: NeuralCodec, *,
-                    chunk_frames: int, use_entropy: bool, progress: bool, name: str) -> dict:
+                    chunk_frames: int, use_entropy: bool, progress: bool, name: str,
+                    levels: int | None = None) -> dict:
   """Encodes frame chunks described by `info` (width, height, fps, num_frames) into `dst`."""
   src = name
   ph, pw = codec.padded_size(info["height"], info["width"])
   header = CvzHeader(codec_id=codec.codec_id, config_hash=codec.config_hash, width=info["width"],
                      height=info["height"], fps=info["fps"], num_frames=0,
                      padded=[chunk_frames, ph, pw],
-                     code_shape_per_chunk=list(codec.code_shape(chunk_frames, ph, pw)),
+                     code_shape_per_chunk=list(codec.code_shape(chunk_frames, ph, pw, levels)),
                      chunk_frames=chunk_frames, chunk_num_frames=[], bits=codec.bits,
                      entropy=use_entropy, extra={"source": os.path.basename(src.rstrip("/"))})
   probs = _probs(codec, src) if use_entropy else None
@@ -111,8 +115,9 @@ def compress_stream(info: dict, chunks: Iterator[np.ndarray], dst: str, codec: N
   payload = 0
   try:
     with CvzWriter(dst, header) as w:
-      for codes, n in codec.iter_encode(chunks):
-        data = entropy.encode(codes, probs) if use_entropy else bitpack.pack(codes, codec.bits)
+      for codes, n in codec.iter_encode(chunks, levels):
+        data = (entropy.encode(codes, probs[:codes.shape[-1]]) if use_entropy
+                else bitpack.pack(codes, codec.bits))
         w.write_chunk(data)
         payload += len(data)
         w.header.chunk_num_frames.append(n)
@@ -145,7 +150,7 @@ def iter_decompress(src: str, codec: NeuralCodec) -> tuple[CvzHeader, Iterator[n
   def frames():
     for data, n in zip(chunks, header.chunk_num_frames):
       shape = (-(-n // tf), h, w, k)  # a short last chunk has fewer code frames
-      codes = (entropy.decode(data, probs, shape) if header.entropy
+      codes = (entropy.decode(data, probs[:k], shape) if header.entropy
                else bitpack.unpack(data, header.bits, int(np.prod(shape))).reshape(shape))
       yield codec.decode(codes, (n, header.height, header.width))
   return header, frames()

@@ -73,7 +73,20 @@ class NeuralCodec:
   # ----------------------------------------------------------------------------- geometry
   @property
   def num_codebooks(self) -> int:
-    return int(self.model.num_codebooks)
+    """Indices per code position (K, or L*K for a residual-quantisation codec)."""
+    return int(self.model.codes_per_position)
+
+  @property
+  def num_levels(self) -> int:
+    """Rates this codec serves: residual levels (1 unless quantizer_type is "rvq")."""
+    return int(self.model.rvq_levels) if self.model.quantizer_type == "rvq" else 1
+
+  def level_codebooks(self, levels: int | None) -> int:
+    """Indices per position of a code made of the first `levels` levels (None: all)."""
+    levels = self.num_levels if levels is None else int(levels)
+    if not 1 <= levels <= self.num_levels:
+      raise ValueError(f"levels={levels}: this codec has {self.num_levels} residual level(s)")
+    return levels * int(self.model.num_codebooks)
 
   @property
   def num_entries(self) -> int:
@@ -91,17 +104,18 @@ class NeuralCodec:
   def temporal_factor(self) -> int:
     return int(self.model.temporal_patch)
 
-  def code_shape(self, t: int, h: int, w: int) -> tuple[int, int, int, int]:
-    """Code tensor shape for a (padded) clip of t x h x w frames."""
+  def code_shape(self, t: int, h: int, w: int, levels: int | None = None
+                 ) -> tuple[int, int, int, int]:
+    """Code tensor shape for a (padded) clip of t x h x w frames (first `levels` levels)."""
     return (t // self.temporal_factor, h // self.spatial_factor, w // self.spatial_factor,
-            self.num_codebooks)
+            self.level_codebooks(levels))
 
   def padded_size(self, h: int, w: int) -> tuple[int, int]:
     f = self.spatial_factor
     return -(-h // f) * f, -(-w // f) * f
 
-  def nominal_cr(self, t: int = 32, h: int = 256, w: int = 256) -> float:
-    return rate.compression_rate((t, h, w, 3), self.code_shape(t, h, w), self.num_entries)
+  def nominal_cr(self, t: int = 32, h: int = 256, w: int = 256, levels: int | None = None) -> float:
+    return rate.compression_rate((t, h, w, 3), self.code_shape(t, h, w, levels), self.num_entries)
 
   # ----------------------------------------------------------------------------- coding
   def pad(self, frames: np.ndarray, num_frames: int | None = None) -> np.ndarray:
@@ -116,18 +130,22 @@ class NeuralCodec:
       return frames
     return np.pad(frames, ((0, tt - t), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
 
-  def encode(self, frames: np.ndarray, num_frames: int | None = None) -> np.ndarray:
-    """uint8 [T,H,W,3] (any size) -> integer codes [T',H',W',K] of the padded clip."""
+  def encode(self, frames: np.ndarray, num_frames: int | None = None,
+             levels: int | None = None) -> np.ndarray:
+    """uint8 [T,H,W,3] (any size) -> integer codes [T',H',W',K] of the padded clip (of the first
+    `levels` residual levels: a lower rate)."""
     if frames.ndim != 4 or frames.shape[-1] != 3:
       raise ValueError(f"expected uint8 frames [T,H,W,3], got shape {frames.shape}")
     x = jnp.asarray(self.pad(frames, num_frames), jnp.float32)[None] / 255.0
-    codes = np.asarray(self._encode(self.variables, x)[0])
+    codes = np.asarray(self._encode(self.variables, x)[0])[..., :self.level_codebooks(levels)]
     return codes.astype(np.uint16 if self.bits <= 16 else np.uint32)
 
   def decode(self, codes: np.ndarray, size: tuple[int, int, int] | None = None) -> np.ndarray:
     """Codes [T',H',W',K] -> uint8 frames, cropped to `size` = (T, H, W) when given."""
-    if codes.ndim != 4 or codes.shape[-1] != self.num_codebooks:
-      raise ValueError(f"expected codes [T',H',W',{self.num_codebooks}], got {codes.shape}")
+    k = int(self.model.num_codebooks)
+    if codes.ndim != 4 or codes.shape[-1] % k or not k <= codes.shape[-1] <= self.num_codebooks:
+      raise ValueError(f"expected codes [T',H',W',{self.num_codebooks}] (or whole residual levels "
+                       f"of {k}), got {codes.shape}")
     if codes.size and int(codes.max()) >= self.num_entries:
       raise ValueError(f"code index {int(codes.max())} >= codebook size {self.num_entries}: "
                        f"these codes were made by a different codec")
@@ -143,13 +161,14 @@ class NeuralCodec:
     return self.model.apply(self.variables, jnp.asarray(codes, jnp.int32),
                             method=lambda m, c: m.quantizer.codes_to_latents(c))
 
-  def iter_encode(self, chunks: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, int]]:
+  def iter_encode(self, chunks: Iterator[np.ndarray], levels: int | None = None
+                  ) -> Iterator[tuple[np.ndarray, int]]:
     """Encodes a stream of equal-size frame chunks with bounded memory; yields (codes, frames).
 
     All full chunks share one compiled program; a shorter last chunk compiles once more.
     """
     for chunk in chunks:
-      yield self.encode(chunk), int(chunk.shape[0])
+      yield self.encode(chunk, levels=levels), int(chunk.shape[0])
 
   # ----------------------------------------------------------------------------- files
   def save(self, path: str) -> None:

@@ -5,13 +5,16 @@ Launch (demo data when no dataset is configured):
   python -m cv.main --config=cv/configs/k600_vq.py:cr=192 --config.data.root=/data/kinetics600
   python -m cv.main --config=cv/configs/k600_vq.py:cr=192,tc=2         # temporal compression
   python -m cv.main --config=cv/configs/k600_vq.py:cr=192,quantizer=fsq  # codebook-free
+  python -m cv.main --config=cv/configs/k600_vq.py:cr=768,quantizer=rvq,levels=4  # 4 rates
 Smoke size (tests): --config=cv/configs/k600_vq.py:cr=192,smoke
 
 Arguments: cr = 30 | 90 | 180 | 192 | 236 | 384 | 475 | 768 picks the rate (paper Tables 1, 5);
 tc = 1 | 2 compresses time too (2x4x4 patches; the number of codebooks doubles so the nominal CR
 stays the same, paper App. B.2 "space- vs time-compression"); quantizer = vq | fsq picks EMA
 vector quantisation or codebook-free finite scalar quantisation with as many implicit entries
-(same bits per index). The nominal CR logged at start and in metrics.json is computed from the
+(same bits per index); quantizer = rvq with levels = L stacks L residual levels of the rate's
+codebooks: one model serving CR = cr / l for l = 1..L levels (e.g. `cr=768,quantizer=rvq,levels=4`
+serves 768, 384, 256 and 192; eval logs `psnr_levels<l>` for each). The nominal CR logged at start and in metrics.json is computed from the
 real code tensor shape: CR = 24·(T/T')·(H/H')·(W/W') / (K·log2 N).
 
 | cr  | spatial down | K codebooks x N entries | bits/index | nominal CR |
@@ -55,13 +58,15 @@ FSQ_LEVELS = {32: (8, 4), 256: (8, 8, 4), 512: (8, 8, 8), 8192: (8, 8, 8, 4, 4)}
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
-  arg = common.parse_arg(arg, cr=192, tc=1, quantizer="vq", smoke=False)
+  arg = common.parse_arg(arg, cr=192, tc=1, quantizer="vq", levels=1, smoke=False)
   if arg.cr not in RATES:
     raise ValueError(f"k600_vq: cr={arg.cr} is not available; choose one of {sorted(RATES)}")
   if arg.tc not in (1, 2):
     raise ValueError(f"k600_vq: tc={arg.tc} (temporal compression) must be 1 or 2")
-  if arg.quantizer not in ("vq", "fsq"):
-    raise ValueError(f"k600_vq: quantizer={arg.quantizer!r} must be 'vq' or 'fsq'")
+  if arg.quantizer not in ("vq", "fsq", "rvq"):
+    raise ValueError(f"k600_vq: quantizer={arg.quantizer!r} must be 'vq', 'fsq' or 'rvq'")
+  if arg.levels < 1 or (arg.levels > 1 and arg.quantizer != "rvq"):
+    raise ValueError(f"k600_vq: levels={arg.levels} needs quantizer=rvq (and levels >= 1)")
   channels, k, n, d = RATES[arg.cr]
   if arg.quantizer == "fsq":
     d = len(FSQ_LEVELS[n])
@@ -72,7 +77,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       channels=channels, patch=4, temporal_patch=arg.tc, num_codebooks=k * arg.tc,
       num_entries=n, code_dim=d, enc_res_blocks=1, dec_res_blocks=2, res_mult=1, vq_decay=0.99,
       commitment_cost=0.25, restart_threshold=0.03, quantizer_type=arg.quantizer,
-      fsq_levels=FSQ_LEVELS.get(n, (8, 8, 4))))
+      fsq_levels=FSQ_LEVELS.get(n, (8, 8, 4)), rvq_levels=arg.levels))
   c.data = datasets.clip_data_config(smoke=arg.smoke)
   c.batch_size = 8
   c.eval_batch_size = 16

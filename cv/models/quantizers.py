@@ -160,3 +160,58 @@ class FSQ(nn.Module):
     return dict(quantized=q.reshape(*lead, self.num_codebooks * d).astype(z.dtype),
                 codes=codes.reshape(*lead, self.num_codebooks), loss=jnp.zeros((), jnp.float32),
                 perplexity=perplexity, usage=usage, counts=counts)
+
+
+class ResidualVQ(nn.Module):
+  """Residual vector quantisation: one model, several rates (beyond the paper).
+
+  Level l (of `num_levels`) quantises what levels < l left over, with its own EMA codebooks
+  (`VectorQuantizerEMA`, K codebooks x N entries). The codes of level l are appended on the last
+  axis ([..., L*K], level-major), so the first l*K indices are a complete, lower-rate code: each
+  level adds K*log2(N) bits per position and more quality. Training draws the number of active
+  levels at random per step (quantiser dropout), so every prefix decodes well.
+  """
+  num_levels: int
+  num_codebooks: int
+  num_entries: int
+  decay: float = 0.99
+  commitment_cost: float = 0.25
+  restart_threshold: float = 0.03
+
+  def setup(self):
+    self.stages = [VectorQuantizerEMA(self.num_codebooks, self.num_entries, self.decay,
+                                      self.commitment_cost, restart_threshold=self.restart_threshold,
+                                      name=f"level_{l}") for l in range(self.num_levels)]
+
+  def codes_to_latents(self, codes: jax.Array) -> jax.Array:
+    """[..., l*K] codes of the first l levels -> the sum of their codebook vectors."""
+    levels = codes.shape[-1] // self.num_codebooks
+    if levels < 1 or levels > self.num_levels or codes.shape[-1] % self.num_codebooks:
+      raise ValueError(f"codes with {codes.shape[-1]} indices per position do not hold whole "
+                       f"levels of {self.num_codebooks} codebooks (1..{self.num_levels} levels)")
+    out = 0.0
+    for l in range(levels):
+      out = out + self.stages[l].codes_to_latents(
+          codes[..., l * self.num_codebooks:(l + 1) * self.num_codebooks])
+    return out
+
+  def __call__(self, z: jax.Array, *, train: bool, active_levels: jax.Array | int | None = None
+               ) -> dict[str, Any]:
+    """Quantises z with all levels; the output sums the first `active_levels` (default all)."""
+    z = z.astype(jnp.float32)
+    residual, total = z, jnp.zeros_like(z)
+    codes, loss, perplexity, usage, counts = [], 0.0, 0.0, 0.0, []
+    active = self.num_levels if active_levels is None else active_levels
+    for l, stage in enumerate(self.stages):
+      out = stage(residual, train=train)
+      q = jax.lax.stop_gradient(out["quantized"])  # the codebook vectors (ST value == q)
+      total = total + jnp.where(l < active, q, 0.0)
+      residual = residual - q
+      codes.append(out["codes"])
+      loss = loss + out["loss"]
+      perplexity, usage = perplexity + out["perplexity"], usage + out["usage"]
+      counts.append(out["counts"])
+    return dict(quantized=z + jax.lax.stop_gradient(total - z),  # straight-through
+                codes=jnp.concatenate(codes, axis=-1), loss=loss,
+                perplexity=perplexity / self.num_levels, usage=usage / self.num_levels,
+                counts=jnp.concatenate(counts, axis=0))

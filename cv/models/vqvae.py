@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cv.models.quantizers import FSQ, VectorQuantizerEMA
+from cv.models.quantizers import FSQ, ResidualVQ, VectorQuantizerEMA
 
 
 def _reflect_pad(x: jax.Array, kernel: Sequence[int], strides: Sequence[int]) -> jax.Array:
@@ -176,8 +176,9 @@ class VQVAE(nn.Module):
   vq_decay: float = 0.99
   commitment_cost: float = 0.25
   restart_threshold: float = 0.03
-  quantizer_type: str = "vq"  # "vq" (EMA codebooks) or "fsq" (codebook-free, fsq_levels)
+  quantizer_type: str = "vq"  # "vq" (EMA codebooks), "fsq" (codebook-free), "rvq" (residual)
   fsq_levels: Sequence[int] = (8, 8, 4)
+  rvq_levels: int = 1  # residual levels of "rvq": the first l levels are a rate-l code
 
   def setup(self):
     if self.quantizer_type == "fsq":
@@ -187,20 +188,36 @@ class VQVAE(nn.Module):
                          f"{len(levels)} dims, but the model has num_entries={self.num_entries}, "
                          f"code_dim={self.code_dim}; make them agree")
       self.quantizer = FSQ(self.num_codebooks, levels)
+    elif self.quantizer_type == "rvq":
+      self.quantizer = ResidualVQ(self.rvq_levels, self.num_codebooks, self.num_entries,
+                                  self.vq_decay, self.commitment_cost,
+                                  restart_threshold=self.restart_threshold)
     elif self.quantizer_type == "vq":
       self.quantizer = VectorQuantizerEMA(self.num_codebooks, self.num_entries, self.vq_decay,
                                           self.commitment_cost,
                                           restart_threshold=self.restart_threshold)
     else:
-      raise ValueError(f"quantizer_type={self.quantizer_type!r}: use 'vq' or 'fsq'")
+      raise ValueError(f"quantizer_type={self.quantizer_type!r}: use 'vq', 'fsq' or 'rvq'")
     self.encoder = Encoder(self.channels, self.num_codebooks * self.code_dim, self.patch,
                            self.temporal_patch, self.enc_res_blocks, self.res_mult)
     self.decoder = Decoder(self.channels, self.patch, self.temporal_patch, self.dec_res_blocks,
                            self.res_mult)
 
-  def encode(self, video: jax.Array, *, train: bool = False) -> dict[str, Any]:
-    """[B,T,H,W,3] in [0,1] -> quantiser outputs (codes [B,T',H',W',K], quantized, loss, ...)."""
-    return self.quantizer(self.encoder(video * 2.0 - 1.0), train=train)
+  @property
+  def codes_per_position(self) -> int:
+    """Indices stored per code position: K, or L*K for residual quantisation."""
+    return self.num_codebooks * (self.rvq_levels if self.quantizer_type == "rvq" else 1)
+
+  def encode(self, video: jax.Array, *, train: bool = False,
+             active_levels: jax.Array | int | None = None) -> dict[str, Any]:
+    """[B,T,H,W,3] in [0,1] -> quantiser outputs (codes [B,T',H',W',K], quantized, loss, ...).
+
+    For "rvq", `active_levels` limits the quantized output to the first levels (codes always
+    hold all levels; keep the first l*K for a rate-l code)."""
+    z = self.encoder(video * 2.0 - 1.0)
+    if self.quantizer_type == "rvq":
+      return self.quantizer(z, train=train, active_levels=active_levels)
+    return self.quantizer(z, train=train)
 
   def decode(self, latents: jax.Array) -> jax.Array:
     """Continuous latents [B,T',H',W',K*D] -> video in [0,1] (not clipped)."""
@@ -209,6 +226,7 @@ class VQVAE(nn.Module):
   def decode_codes(self, codes: jax.Array) -> jax.Array:
     return self.decode(self.quantizer.codes_to_latents(codes))
 
-  def __call__(self, video: jax.Array, *, train: bool = False) -> tuple[jax.Array, dict[str, Any]]:
-    vq = self.encode(video, train=train)
+  def __call__(self, video: jax.Array, *, train: bool = False,
+               active_levels: jax.Array | int | None = None) -> tuple[jax.Array, dict[str, Any]]:
+    vq = self.encode(video, train=train, active_levels=active_levels)
     return self.decode(vq["quantized"]), vq

@@ -42,10 +42,14 @@ def rate_report(model: VQVAE, clip_shape: tuple[int, ...]) -> dict[str, float]:
   """Nominal compression rates for the training clip and the paper's 32x256x256 reference clip."""
   n = model.num_entries
   cs, ref = code_shape(model, clip_shape), code_shape(model, REFERENCE_CLIP)
-  return {"nominal_cr": rate.compression_rate(clip_shape, cs, n),
-          "nominal_cr_32x256x256": rate.compression_rate(REFERENCE_CLIP, ref, n),
-          "bits_per_index": float(rate.bits_per_index(n)),
-          "code_bytes_32x256x256": rate.code_bits(ref, n) / 8}
+  out = {"nominal_cr": rate.compression_rate(clip_shape, cs, n),
+         "nominal_cr_32x256x256": rate.compression_rate(REFERENCE_CLIP, ref, n),
+         "bits_per_index": float(rate.bits_per_index(n)),
+         "code_bytes_32x256x256": rate.code_bits(ref, n) / 8}
+  if model.quantizer_type == "rvq":  # the first l levels are a code of l/L the size
+    for l in range(1, model.rvq_levels):
+      out[f"nominal_cr_levels{l}"] = out["nominal_cr_32x256x256"] * model.rvq_levels / l
+  return out
 
 
 def to_float(video: jax.Array) -> jax.Array:
@@ -68,9 +72,14 @@ def make_task(config: mlc.ConfigDict, model: VQVAE, train_records: list[dict],
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     x = to_float(batch["video"])
 
+    # Residual quantisation trains every rate: a random number of active levels per step.
+    active = (jax.random.randint(jax.random.fold_in(state.step_rng(), 1), (), 1,
+                                 model.rvq_levels + 1) if model.quantizer_type == "rvq" else None)
+
     def loss_fn(params):
       (recon, vq), new_vars = model.apply({"params": params, **state.model_state}, x, train=True,
-                                          rngs={"vq": state.step_rng()}, mutable=["vq"])
+                                          active_levels=active, rngs={"vq": state.step_rng()},
+                                          mutable=["vq"])
       mse = jnp.mean((recon - x) ** 2)
       return mse + vq["loss"], (new_vars, mse, vq)
 
@@ -87,6 +96,10 @@ def make_task(config: mlc.ConfigDict, model: VQVAE, train_records: list[dict],
     recon = jnp.clip(recon, 0.0, 1.0)
     scores = dict(psnr=metrics.psnr(x, recon), ssim=metrics.ssim(x, recon),
                   ms_ssim=metrics.ms_ssim(x, recon), mae=metrics.mae(x, recon))
+    if model.quantizer_type == "rvq":  # quality at every rate of the one model
+      for l in range(1, model.rvq_levels):
+        r, _ = model.apply({"params": params, **model_state}, x, active_levels=l)
+        scores[f"psnr_levels{l}"] = metrics.psnr(x, jnp.clip(r, 0.0, 1.0))
     return scores, metrics.code_counts(vq["codes"], model.num_entries), recon
 
   load = pipeline.LoadClip(spec, train=True, strict=data.strict)
