@@ -129,7 +129,7 @@ def test_residual_codec_compresses_at_each_rate(tmp_path):
   for levels in (1, 2):
     path = str(tmp_path / f"l{levels}.cvz")
     files.compress_stream(dict(width=48, height=40, num_frames=8, fps="25"), iter([frames]), path,
-                          codec, chunk_frames=8, use_entropy=False, progress=False, name="x",
+                          codec, chunk_frames=8, use_entropy=False, progress=False, src="x",
                           levels=levels)
     header, chunks = files.iter_decompress(path, codec)
     out = np.concatenate(list(chunks))

@@ -21,6 +21,7 @@ from tqdm import tqdm  # noqa: E402
 
 from cv.codec.neural import NeuralCodec  # noqa: E402
 from cv.data import datasets, pipeline  # noqa: E402
+from cv.lib import metrics  # noqa: E402
 
 
 def measure_counts(codec: NeuralCodec, config: mlc.ConfigDict, max_clips: int) -> np.ndarray:
@@ -32,9 +33,7 @@ def measure_counts(codec: NeuralCodec, config: mlc.ConfigDict, max_clips: int) -
     clip = load(record)
     if clip is None:
       continue
-    codes = codec.encode(clip["video"]).reshape(-1, codec.num_codebooks)
-    for k in range(codec.num_codebooks):
-      counts[k] += np.bincount(codes[:, k], minlength=codec.num_entries)
+    counts += np.asarray(metrics.code_counts(codec.encode(clip["video"]), codec.num_entries))
   return counts
 
 

@@ -85,7 +85,7 @@ def compress(src: str, dst: str, codec: NeuralCodec, *, chunk_frames: int = 32,
                      f"patch {codec.temporal_factor}")
   info, chunks = open_frames(src, chunk_frames, fps)
   return compress_stream(info, chunks, dst, codec, chunk_frames=chunk_frames,
-                         use_entropy=use_entropy, progress=progress, name=src, levels=levels)
+                         use_entropy=use_entropy, progress=progress, src=src, levels=levels)
 
 
 def compress_array(frames: np.ndarray, dst: str, codec: NeuralCodec, *, fps: float = 25,
@@ -95,14 +95,13 @@ def compress_array(frames: np.ndarray, dst: str, codec: NeuralCodec, *, fps: flo
   info = dict(width=w, height=h, num_frames=t, fps=str(Fraction(fps).limit_denominator(1001)))
   chunks = (frames[i:i + chunk_frames] for i in range(0, t, chunk_frames))
   return compress_stream(info, chunks, dst, codec, chunk_frames=chunk_frames,
-                         use_entropy=use_entropy, progress=False, name="<array>")
+                         use_entropy=use_entropy, progress=False, src="<array>")
 
 
 def compress_stream(info: dict, chunks: Iterator[np.ndarray], dst: str, codec: NeuralCodec, *,
-                    chunk_frames: int, use_entropy: bool, progress: bool, name: str,
+                    chunk_frames: int, use_entropy: bool, progress: bool, src: str,
                     levels: int | None = None) -> dict:
   """Encodes frame chunks described by `info` (width, height, fps, num_frames) into `dst`."""
-  src = name
   ph, pw = codec.padded_size(info["height"], info["width"])
   header = CvzHeader(codec_id=codec.codec_id, config_hash=codec.config_hash, width=info["width"],
                      height=info["height"], fps=info["fps"], num_frames=0,

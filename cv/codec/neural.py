@@ -10,6 +10,7 @@ compiled program), and decoding crops back to the original size.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -62,9 +63,10 @@ class NeuralCodec:
   def config_hash(self) -> str:
     return hashlib.sha256(_canonical(self.model_config).encode()).hexdigest()[:16]
 
-  @property
+  @functools.cached_property
   def codec_id(self) -> str:
-    """Changes whenever the weights or codebooks change (hash of config + variables)."""
+    """Changes whenever the weights or codebooks change (hash of config + variables; computed
+    once: a codec's weights are frozen)."""
     h = hashlib.sha256(self.config_hash.encode())
     for leaf in jax.tree.leaves(self.variables):
       h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())

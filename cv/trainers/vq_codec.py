@@ -96,9 +96,11 @@ def make_task(config: mlc.ConfigDict, model: VQVAE, train_records: list[dict],
     recon = jnp.clip(recon, 0.0, 1.0)
     scores = dict(psnr=metrics.psnr(x, recon), ssim=metrics.ssim(x, recon),
                   ms_ssim=metrics.ms_ssim(x, recon), mae=metrics.mae(x, recon))
-    if model.quantizer_type == "rvq":  # quality at every rate of the one model
+    if model.quantizer_type == "rvq":  # quality at every rate: decode each prefix of the codes
+      k = model.num_codebooks
       for l in range(1, model.rvq_levels):
-        r, _ = model.apply({"params": params, **model_state}, x, active_levels=l)
+        r = model.apply({"params": params, **model_state}, vq["codes"][..., :l * k],
+                        method=VQVAE.decode_codes)
         scores[f"psnr_levels{l}"] = metrics.psnr(x, jnp.clip(r, 0.0, 1.0))
     return scores, metrics.code_counts(vq["codes"], model.num_entries), recon
 
