@@ -5,6 +5,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CV_DEMO_DIR", os.path.join(os.path.dirname(__file__), "..", ".cache", "test_demo"))
+os.environ.setdefault("CV_CODES_DIR", os.path.join(os.path.dirname(__file__), "..", ".cache", "test_codes"))
 
 import pytest  # noqa: E402
 

@@ -12,10 +12,14 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 def main_env() -> dict[str, str]:
   env = dict(os.environ)
-  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+  # 4 fake devices; and fast, less optimised compilation: tests run each program a few times, and
+  # the deep models (S3D) otherwise spend most of a smoke run compiling.
+  env["XLA_FLAGS"] = ("--xla_force_host_platform_device_count=4 "
+                      "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
   env["JAX_PLATFORMS"] = "cpu"
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
   env.setdefault("CV_DEMO_DIR", os.path.join(ROOT, ".cache", "test_demo"))
+  env.setdefault("CV_CODES_DIR", os.path.join(ROOT, ".cache", "test_codes"))
   return env
 
 

@@ -12,8 +12,37 @@ import sys
 import jax.numpy as jnp
 import pytest
 
+from cv.benchmarks import FIGURES
 from cv.lib import bench
-from tests.helpers import ROOT, main_env
+from tests.helpers import ROOT, main_env, run_main
+
+BENCH = os.path.join(ROOT, "tools", "bench.py")
+
+
+def _bench(tmp_path, *args: str, timeout: int = 600) -> tuple[str, dict]:
+  """Runs `tools/bench.py *args --json ...` as a user would; returns (stdout, JSON report)."""
+  out = tmp_path / "out.json"
+  result = subprocess.run([sys.executable, BENCH, *args, "--json", str(out)], cwd=str(tmp_path),
+                          env=main_env(), capture_output=True, text=True, timeout=timeout)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(out.read_text())
+  assert report["figure"] == args[0]
+  assert report["environment"]["cpus"] >= 1 and report["environment"]["wall_s"] > 0
+  return result.stdout, report
+
+
+def _row_names(stdout: str) -> list[str]:
+  """First cells of the Markdown table rows printed on stdout (header rows included, rules not)."""
+  return [line.split("|")[1].strip() for line in stdout.splitlines() if line.startswith("| ")]
+
+
+def _check_ratios(figures: dict, expected: list[str]) -> None:
+  """Every expected ratio is there and positive; every `*_ratio` is a positive number."""
+  for key in expected:
+    assert key in figures, (key, sorted(figures))
+  for key, value in figures.items():
+    if key.endswith("_ratio"):
+      assert isinstance(value, float) and 0 < value < math.inf, (key, value)
 
 
 def test_time_fn_counts_calls_and_returns_non_negative_stats():
@@ -75,3 +104,117 @@ def test_codec_figure_writes_json(tmp_path):
   assert 0 < figures["cr192/actual_cr"] < 192
   assert figures["cr192/nominal_bytes_32x256x256"] == 32 * 32 * 32
   assert figures["peak_rss_mb"] > 0
+
+
+def test_cli_lists_every_figure():
+  assert set(FIGURES) == {"codec", "loader", "step", "augment"}
+  result = subprocess.run([sys.executable, BENCH, "--help"], env=main_env(), capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  for name in FIGURES:
+    assert name in result.stdout
+  bad = subprocess.run([sys.executable, BENCH, "step", "--inputs", "codes,pixels"],
+                       env=main_env(), capture_output=True, text=True, timeout=120)
+  assert bad.returncode == 2 and "codes,rgb,recon" in bad.stderr
+
+
+def test_loader_figure_writes_json(tmp_path):
+  stdout, report = _bench(tmp_path, "loader", "--smoke", "--batch", "4", "--batches", "3",
+                          "--warmup", "1")
+  assert report["args"]["batch"] == 4 and report["args"]["smoke"] is True
+  figures = report["figures"]
+  for name in ("rgb", "codes"):
+    for key in ("clips_per_s", "s_per_batch", "first_batch_s", "elapsed_s",
+                "storage_bytes_per_clip", "example_bytes", "peak_rss_mb",
+                "rss_after_imports_mb"):
+      assert figures[f"{name}/{key}"] > 0, (name, key)
+    assert figures[f"{name}/dtype"] == "uint8"
+  # Smoke clips: 4x32x32x3 frames vs 4x4x4x1 codes of the demo codec (8x8 pixels per code).
+  assert figures["clip"] == "4x32x32" and figures["code_clip"] == "4x4x4x1"
+  assert figures["rgb/example_bytes"] == 4 * 32 * 32 * 3
+  assert figures["codes/example_bytes"] == 4 * 4 * 4
+  assert figures["rgb_vs_codes_example_bytes_ratio"] == 192
+  assert figures["codes/record_bytes"] > 4 * 4 * 4  # whole videos, with their metadata
+  assert figures["codes/storage_bytes_per_clip"] >= figures["codes/record_bytes"]
+  _check_ratios(figures, ["codes_vs_rgb_clips_per_s_ratio", "rgb_vs_codes_bytes_per_clip_ratio",
+                          "rgb_vs_codes_record_bytes_ratio", "rgb_vs_codes_peak_rss_ratio"])
+  rows = _row_names(stdout)
+  assert rows[:3] == ["pipeline", "rgb (video files)", "codes (code shards)"], rows
+  assert "codes vs rgb clips/s" in rows
+  assert "codes: encoding" not in stdout  # progress goes to stderr, stdout is the tables
+
+
+_STEP_KEYS = ("train_step_s", "train_clips_per_s", "train_compile_s", "inference_s",
+              "inference_clips_per_s", "inference_compile_s", "parameters", "input_bytes",
+              "peak_rss_mb")
+
+
+@pytest.mark.slow
+def test_step_figure_codes_vs_rgb(tmp_path):
+  stdout, report = _bench(tmp_path, "step", "--smoke", "--batch", "2", "--repeats", "1",
+                          "--inputs", "codes,rgb")
+  figures = report["figures"]
+  assert report["args"]["inputs"] == ["codes", "rgb"]
+  # The default single CPU device, although the tests' XLA_FLAGS ask for 4.
+  assert figures["devices"] == 1 and report["environment"]["devices"] == 1
+  for inp in ("codes", "rgb"):
+    for key in _STEP_KEYS:
+      assert figures[f"{inp}/{key}"] > 0, (inp, key)
+  assert figures["codes/input_shape"] == "2x4x4x4x1" and figures["codes/input_dtype"] == "uint8"
+  assert figures["rgb/input_shape"] == "2x4x32x32x3"
+  assert figures["input_bytes_rgb_vs_codes_ratio"] == 192
+  _check_ratios(figures, ["train_step_codes_vs_rgb_speedup_ratio",
+                          "inference_codes_vs_rgb_speedup_ratio",
+                          "input_bytes_rgb_vs_codes_ratio"])
+  assert "train_step_recon_vs_rgb_speedup_ratio" not in figures
+  rows = _row_names(stdout)
+  assert rows[:3] == ["input", "codes", "rgb"], rows
+  assert "codes vs rgb" in rows
+
+
+@pytest.mark.slow
+def test_step_figure_recon(tmp_path):
+  stdout, report = _bench(tmp_path, "step", "--smoke", "--batch", "2", "--repeats", "1",
+                          "--inputs", "recon")
+  figures = report["figures"]
+  for key in _STEP_KEYS:
+    assert figures[f"recon/{key}"] > 0, key
+  assert figures["recon/input_shape"] == "2x4x4x4x1"  # codes in, decoded inside the step
+  assert not [k for k in figures if k.endswith("_ratio")]  # no RGB run to compare with
+  assert _row_names(stdout)[:2] == ["input", "recon"]
+
+
+_ROUTES = ("latent_aug", "pixel_route", "decode", "encode", "pixel_augment")
+
+
+def _check_augment(stdout: str, figures: dict, weights: str) -> None:
+  for route in _ROUTES:
+    for key in ("s_mean", "clips_per_s", "compile_s"):
+      assert figures[f"{route}/{key}"] > 0, (route, key)
+  assert figures["batch"] == 2 and figures["clip"] == "4x32x32"
+  assert figures["code_shape"] == "4x4x4x1" and figures["latent_shape"] == "4x4x4x64"
+  assert figures["augmentation"] == "crop+flip" and figures["weights"] == weights
+  assert figures["aug_net_parameters"] > 0
+  _check_ratios(figures, ["pixel_route_vs_latent_aug_ratio", "decode_vs_latent_aug_ratio",
+                          "encode_vs_latent_aug_ratio"])
+  rows = _row_names(stdout)
+  assert rows == ["route", "latent augment (network)", "pixel route", "decode alone",
+                  "encode alone", "pixel augment alone"], rows
+  assert f"weights: {weights}" in stdout
+
+
+def test_augment_figure_writes_json(tmp_path):
+  stdout, report = _bench(tmp_path, "augment", "--smoke", "--batch", "2", "--repeats", "1")
+  assert report["args"]["aug_workdir"] is None
+  _check_augment(stdout, report["figures"], "random")
+
+
+@pytest.mark.slow
+def test_augment_figure_with_a_trained_network(tmp_path):
+  workdir = str(tmp_path / "aug")
+  r = run_main("cv/configs/k600_latent_aug.py:aug=crop_flip,smoke", workdir,
+               "--config.total_steps=2", "--config.eval_every=2", "--config.ckpt_every=2")
+  assert r.returncode == 0, r.stderr[-3000:]
+  stdout, report = _bench(tmp_path, "augment", "--smoke", "--batch", "2", "--repeats", "1",
+                          "--aug_workdir", workdir)
+  _check_augment(stdout, report["figures"], "trained")

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
   from absl import logging
   logging.set_verbosity(logging.ERROR)
   from cv.codec.neural import NeuralCodec
-  from cv.data import encode, sources
+  from cv.data import encode
   from cv.lib.errors import UserError
   try:
     root = args.root
@@ -52,24 +52,11 @@ def main(argv: list[str] | None = None) -> int:
       root = demo.ensure_kinetics()
     codec = NeuralCodec.load(args.codec)
     spec = encode.EncodeSpec(args.short_side, args.crop, args.stride, args.max_frames)
-    os.makedirs(args.out, exist_ok=True)
-    splits, class_names = {}, None
-    for split in [s for s in args.splits.split(",") if s]:
-      if args.format == "kinetics":
-        rep = sources.kinetics_source(root, split, class_names=class_names, strict=args.strict)
-      else:
-        rep = sources.folder_source(os.path.join(root, split), class_names=class_names,
-                                    strict=args.strict)
-      class_names = class_names or rep.class_names
-      rep.log(f"{root} [{split}]")
-      res = encode.encode_split(rep.records, args.out, split, codec, spec, root=root,
-                                num_shards=args.num_shards, process_index=args.process_index,
-                                process_count=args.process_count, progress=not args.quiet)
-      splits[split] = dict(num_shards=res["num_shards"], class_names=rep.class_names,
-                           problems=rep.problems)
-    source = dict(root=os.path.abspath(root), format=args.format)
-    path = encode.write_manifest_if_complete(args.out, splits, codec, args.codec or "demo", spec,
-                                             source)
+    path = encode.encode_dataset(
+        root, args.out, codec, spec, codec_path=args.codec or "demo", data_format=args.format,
+        splits=[s for s in args.splits.split(",") if s], num_shards=args.num_shards,
+        process_index=args.process_index, process_count=args.process_count, strict=args.strict,
+        progress=not args.quiet)
     if path:
       print(f"wrote {path}")
     else:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
-from cv.lib import fileio, rate
+from cv.lib import checkpoint, fileio, rate
 from cv.models.vqvae import VQVAE
 
 FORMAT_VERSION = 1
@@ -89,6 +89,12 @@ class NeuralCodec:
     if not 1 <= levels <= self.num_levels:
       raise ValueError(f"levels={levels}: this codec has {self.num_levels} residual level(s)")
     return levels * int(self.model.num_codebooks)
+
+  @functools.cached_property
+  def latent_dim(self) -> int:
+    """Channels of `latents(codes)`: what downstream models and augmentations see per cell."""
+    codes = jax.ShapeDtypeStruct((1, self.num_codebooks), jnp.int32)
+    return int(jax.eval_shape(self.latents, codes).shape[-1])
 
   @property
   def num_entries(self) -> int:
@@ -219,25 +225,16 @@ class NeuralCodec:
   @classmethod
   def from_workdir(cls, workdir: str, step: int | None = None) -> "NeuralCodec":
     """The codec of a `vq_codec` run: its config.json and newest (or given) checkpoint."""
-    import orbax.checkpoint as ocp
     cfg_path = os.path.join(workdir, "config.json")
     if not os.path.exists(cfg_path):
       raise CodecError(f"{workdir}: no config.json; is this a vq_codec workdir?")
     config = mlc.ConfigDict(json.load(open(cfg_path)))
     if config.trainer != "vq_codec":
       raise CodecError(f"{workdir}: trainer is {config.trainer!r}, not a vq_codec run")
-    ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
-    steps = sorted(int(s) for s in os.listdir(ckpt_dir) if s.isdigit()) if os.path.isdir(ckpt_dir) else []
-    if not steps:
-      raise CodecError(f"{workdir}: no finished checkpoint in {ckpt_dir}")
-    step = steps[-1] if step is None else step
-    path = os.path.join(ckpt_dir, str(step), "state")
-    ckptr = ocp.StandardCheckpointer()
-    meta = ckptr.metadata(path)
-    tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta.tree
-    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), tree)
-    state = ckptr.restore(path, target)
+    try:
+      state, step = checkpoint.load_state_tree(workdir, step)
+    except FileNotFoundError as e:
+      raise CodecError(str(e)) from None
     model_config = config.model.to_dict()
     model_config["channels"] = list(model_config["channels"])
     info = {"source": os.path.abspath(workdir), "step": step, "trained_clip":

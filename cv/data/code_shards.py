@@ -89,7 +89,8 @@ def shard_paths(root: str, split: str, manifest: dict[str, Any] | None = None) -
   missing = [p for p in paths if not os.path.exists(p)]
   if missing:
     raise DatasetError(f"{missing[0]}: code shard missing ({len(missing)} of {len(paths)} for "
-                       f"split {split!r}); re-run tools/encode_dataset.py to recreate it")
+                       f"split {split!r}); re-run tools/encode_dataset.py with the same "
+                       f"arguments (finished shards are kept, missing ones are made again)")
   return paths
 
 

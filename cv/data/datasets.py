@@ -6,6 +6,7 @@ Kinetics-format demo dataset (`cv.data.demo`) is generated once, cached, and use
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import ml_collections as mlc
 
@@ -27,22 +28,32 @@ def resolve_root(data: mlc.ConfigDict) -> str:
   return demo.ensure_kinetics(**dict(data.demo))
 
 
+def read_splits(root: str, data_format: str, splits: Sequence[str], *, strict: bool = False
+                ) -> dict[str, sources.SourceReport]:
+  """Records of each split of a Kinetics- or folder-format dataset; labels of every split are
+  indexed by the first split's classes (a label it lacks is an error naming the CSV row)."""
+  out: dict[str, sources.SourceReport] = {}
+  class_names = None
+  for split in splits:
+    if data_format == "kinetics":
+      rep = sources.kinetics_source(root, split, class_names=class_names, strict=strict)
+    elif data_format == "folder":
+      rep = sources.folder_source(os.path.join(root, split), class_names=class_names,
+                                  strict=strict)
+    else:
+      raise sources.DatasetError(f"config.data.format={data_format!r} is not known; use "
+                                 f"'kinetics' or 'folder'")
+    class_names = class_names or rep.class_names
+    rep.log(f"{root} [{split}]")
+    out[split] = rep
+  return out
+
+
 def clip_sources(data: mlc.ConfigDict) -> tuple[sources.SourceReport, sources.SourceReport]:
   """(train, eval) records; eval labels are indexed by the training classes."""
-  root = resolve_root(data)
-  if data.format == "kinetics":
-    train = sources.kinetics_source(root, data.train_split, strict=data.strict)
-    evals = sources.kinetics_source(root, data.eval_split, class_names=train.class_names,
-                                    strict=data.strict)
-  elif data.format == "folder":
-    train = sources.folder_source(os.path.join(root, data.train_split), strict=data.strict)
-    evals = sources.folder_source(os.path.join(root, data.eval_split),
-                                  class_names=train.class_names, strict=data.strict)
-  else:
-    raise sources.DatasetError(f"config.data.format={data.format!r} is not known; use 'kinetics' "
-                               f"or 'folder'")
-  train.log(f"{root} [{data.train_split}]")
-  evals.log(f"{root} [{data.eval_split}]")
+  reports = read_splits(resolve_root(data), data.format, [data.train_split, data.eval_split],
+                        strict=data.strict)
+  train, evals = reports[data.train_split], reports[data.eval_split]
   if data.max_eval_clips:
     evals.records = evals.records[:data.max_eval_clips]
   return train, evals

@@ -75,14 +75,19 @@ def _examples(records: Sequence[dict], codec: NeuralCodec, spec: EncodeSpec, roo
                num_frames=int(usable), fps=float(fps), path=os.path.relpath(r["path"], root))
 
 
+def _finished(shard_path: str) -> bool:
+  """A shard is finished when both it and its summary exist (a deleted shard is re-made)."""
+  return os.path.exists(shard_path) and os.path.exists(shard_path + ".json")
+
+
 def encode_split(records: Sequence[dict], out_dir: str, split: str, codec: NeuralCodec,
                  spec: EncodeSpec, *, root: str, num_shards: int, process_index: int = 0,
                  process_count: int = 1, progress: bool = True) -> dict[str, int]:
   """Encodes this process's unfinished shards of one split. Returns counts (done, skipped)."""
   num_shards = max(1, min(num_shards, len(records)))
   mine = [i for i in range(num_shards) if i % process_count == process_index]
-  todo = [i for i in mine if not os.path.exists(
-      os.path.join(out_dir, code_shards.shard_name(split, i, num_shards) + ".json"))]
+  todo = [i for i in mine if not _finished(os.path.join(out_dir,
+                                                       code_shards.shard_name(split, i, num_shards)))]
   for i in todo:  # temp files of a killed run (SIGKILL gives no chance to clean up)
     stem = os.path.splitext(code_shards.shard_name(split, i, num_shards))[0]
     for f in glob.glob(os.path.join(out_dir, f".{stem}.*.tmp*")):
@@ -130,3 +135,28 @@ def write_manifest_if_complete(out_dir: str, splits: dict[str, dict], codec: Neu
   path = os.path.join(out_dir, code_shards.MANIFEST)
   fileio.write_json(path, manifest)
   return path
+
+
+def encode_dataset(root: str, out_dir: str, codec: NeuralCodec, spec: EncodeSpec, *,
+                   codec_path: str, data_format: str = "kinetics",
+                   splits: Sequence[str] = ("train", "validate"), num_shards: int = 16,
+                   process_index: int = 0, process_count: int = 1, strict: bool = False,
+                   progress: bool = True) -> str | None:
+  """Encodes the `splits` of a Kinetics- or folder-format dataset at `root` into `out_dir`.
+
+  Labels of every split are indexed by the first split's classes (a label the first split lacks
+  is an error naming the CSV row). Returns the manifest path once every shard of every split is
+  finished (by any process), else None. Re-running resumes.
+  """
+  from cv.data import datasets  # dataset readers; imported here to keep tools' startup light
+  reports = datasets.read_splits(root, data_format, splits, strict=strict)  # all before encoding
+  os.makedirs(out_dir, exist_ok=True)
+  done: dict[str, dict] = {}
+  for split, rep in reports.items():
+    res = encode_split(rep.records, out_dir, split, codec, spec, root=root, num_shards=num_shards,
+                       process_index=process_index, process_count=process_count,
+                       progress=progress)
+    done[split] = dict(num_shards=res["num_shards"], class_names=rep.class_names,
+                       problems=rep.problems)
+  source = dict(root=os.path.abspath(root), format=data_format)
+  return write_manifest_if_complete(out_dir, done, codec, codec_path, spec, source)

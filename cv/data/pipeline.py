@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import grain
 import jax
@@ -61,10 +61,11 @@ class LoadClip:
 
   def __call__(self, record: dict, rng: np.random.Generator | None = None) -> dict | None:
     s = self.spec
+    view = record.get("_view")  # (start fraction, crop fraction, flip) of an evaluation view
     try:
       frames = video.read_clip(record["path"], num_frames=s.num_frames, stride=s.stride,
                                target_fps=s.target_fps, start="random" if self.train else "center",
-                               rng=rng)
+                               rng=rng, start_frac=None if view is None else view[0])
     except video.VideoError as e:
       if self.strict:
         raise
@@ -76,8 +77,51 @@ class LoadClip:
         print(f"warning: skipping unusable video: {e}", file=sys.stderr, flush=True)
       return None
     frames = transforms.resize_and_crop(frames, short_side=s.short_side, crop=s.crop,
-                                        train=self.train, rng=rng)
-    return {"video": frames, "label": np.int32(record.get("label", 0))}
+                                        train=self.train, rng=rng,
+                                        pos=None if view is None else view[1])
+    out = {"video": frames, "label": np.int32(record.get("label", 0))}
+    if view is not None:
+      if view[2]:
+        out["video"] = np.ascontiguousarray(frames[:, :, ::-1])
+      out["index"] = np.int32(record["_index"])
+    return out
+
+
+View = tuple[float, float, bool]
+
+
+def view_positions(temporal: int = 1, spatial: int = 1, flip: bool = False) -> list[View]:
+  """Evaluation views (paper Table 4): `temporal` clips spread evenly over each video x `spatial`
+  crops spread along its longer axis (x 2 when `flip`). A view is (start fraction, crop fraction,
+  flipped); one clip / one crop sits in the centre."""
+  if temporal < 1 or spatial < 1:
+    raise ValueError(f"evaluation views need temporal >= 1 and spatial >= 1, got {temporal}, "
+                     f"{spatial}; fix config.eval_views")
+  ts = [0.5] if temporal == 1 else np.linspace(0.0, 1.0, temporal).tolist()
+  ss = [0.5] if spatial == 1 else np.linspace(0.0, 1.0, spatial).tolist()
+  return [(t, c, f) for t in ts for c in ss for f in ((False, True) if flip else (False,))]
+
+
+class _Views(grain.MapDataset):
+  """Every example of `parent` once per view: i -> parent[i // V] with `_view` and `_index`."""
+
+  def __init__(self, parent: grain.MapDataset, views: Sequence[View]):
+    super().__init__(parent)
+    self._views = list(views)
+
+  def __len__(self) -> int:
+    return len(self._parent) * len(self._views)
+
+  def __getitem__(self, i):
+    if isinstance(i, slice):
+      return self.slice(i)
+    v = len(self._views)
+    return {**self._parent[i // v], "_view": self._views[i % v], "_index": i // v}
+
+
+def as_dataset(source: Sequence[dict] | grain.MapDataset) -> grain.MapDataset:
+  """Records (a list of dicts) or an existing Grain dataset (e.g. code shards) as a MapDataset."""
+  return source if isinstance(source, grain.MapDataset) else grain.MapDataset.source(list(source))
 
 
 class _BatchSlice(grain.MapDataset):
@@ -100,13 +144,16 @@ class _BatchSlice(grain.MapDataset):
     return self._parent[b * self._global + self._index * self._local + r]
 
 
-def train_iterator(records: Sequence[dict], load: LoadClip, *, global_batch: int, seed: int,
-                   num_threads: int = 2, prefetch: int = 4, worker_count: int = 0
-                   ) -> grain.DatasetIterator:
-  """Endless, checkpointable iterator of this process's slices of global training batches."""
-  if not records:
+def train_iterator(records: Sequence[dict] | grain.MapDataset, load: Callable, *,
+                   global_batch: int, seed: int, num_threads: int = 2, prefetch: int = 4,
+                   worker_count: int = 0) -> grain.DatasetIterator:
+  """Endless, checkpointable iterator of this process's slices of global training batches.
+
+  `load(record, rng)` turns a record into an example (None to skip it).
+  """
+  if not len(records):
     raise ValueError("no usable training clips (see the warnings above)")
-  ds = grain.MapDataset.source(list(records)).shuffle(seed=seed).repeat(None)
+  ds = as_dataset(records).shuffle(seed=seed).repeat(None)
   ds = ds.random_map(load, seed=seed)
   ds = _BatchSlice(ds, global_batch, jax.process_index(), jax.process_count())
   local = global_batch // jax.process_count()
@@ -117,13 +164,19 @@ def train_iterator(records: Sequence[dict], load: LoadClip, *, global_batch: int
   return iter(it)
 
 
-def eval_batches(records: Sequence[dict], load: LoadClip, *, global_batch: int,
-                 num_threads: int = 2) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(records: Sequence[dict] | grain.MapDataset, load: Callable, *,
+                 global_batch: int, num_threads: int = 2, views: Sequence[View] | None = None
+                 ) -> Iterator[dict[str, np.ndarray]]:
   """Every usable eval clip exactly once, in order, as this process's slices of global batches.
 
   The last batch is padded by repeating a clip; `mask` (float32, 1 = real) marks real examples.
+  With `views`, every record is loaded once per view, and `index` (the record's position) lets
+  the caller average predictions over the views of one video.
   """
-  ds = grain.MapDataset.source(list(records)).map(load)
+  ds = as_dataset(records)
+  if views is not None:
+    ds = _Views(ds, views)
+  ds = ds.map(load)
   it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4)))
   pc, pi = jax.process_count(), jax.process_index()
   local = global_batch // pc
@@ -146,3 +199,12 @@ def eval_batches(records: Sequence[dict], load: LoadClip, *, global_batch: int,
       buf = []
   if buf:
     yield emit(buf, len(buf))
+
+
+def config_train_iterator(source: Sequence[dict] | grain.MapDataset, load: Callable,
+                          config: Any) -> grain.DatasetIterator:
+  """`train_iterator` with a run config's batch size, seed and `config.data` reader settings."""
+  d = config.data
+  return train_iterator(source, load, global_batch=config.batch_size, seed=config.seed,
+                        num_threads=d.num_threads, prefetch=d.prefetch,
+                        worker_count=d.worker_count)

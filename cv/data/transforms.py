@@ -65,6 +65,15 @@ def center_crop(frames: np.ndarray, height: int, width: int | None = None) -> np
   return frames[:, top:top + height, left:left + width]
 
 
+def crop_at(frames: np.ndarray, size: int, pos: float) -> np.ndarray:
+  """Crops a `size` x `size` window placed at fraction `pos` (0 = top/left, 0.5 = centre,
+  1 = bottom/right) of the free range along both axes: evaluation views spread crops this way."""
+  _check_crop(frames, size, size, "crop_at")
+  h, w = frames.shape[1:3]
+  top, left = int(round(pos * (h - size))), int(round(pos * (w - size)))
+  return frames[:, top:top + size, left:left + size]
+
+
 def random_crop(frames: np.ndarray, height: int, width: int | None,
                 rng: np.random.Generator) -> np.ndarray:
   """Crops one uniformly random `height` x `width` window (square if None), same for all frames."""
@@ -77,10 +86,11 @@ def random_crop(frames: np.ndarray, height: int, width: int | None,
 
 
 def resize_and_crop(frames: np.ndarray, *, short_side: int, crop: int, train: bool,
-                    rng: np.random.Generator | None = None) -> np.ndarray:
+                    rng: np.random.Generator | None = None, pos: float | None = None) -> np.ndarray:
   """Resizes the short side to `short_side`, then crops `crop` x `crop`.
 
-  The crop is random when `train` (needs `rng`) and central otherwise.
+  The crop is random when `train` (needs `rng`), at fraction `pos` of the free range when given
+  (evaluation views), and central otherwise.
   """
   if crop > short_side:
     raise ValueError(f"resize_and_crop: crop {crop} is larger than short_side {short_side}; "
@@ -90,4 +100,6 @@ def resize_and_crop(frames: np.ndarray, *, short_side: int, crop: int, train: bo
     if rng is None:
       raise ValueError("resize_and_crop: train=True needs rng=np.random.default_rng(seed)")
     return random_crop(frames, crop, crop, rng)
+  if pos is not None:
+    return crop_at(frames, crop, pos)
   return center_crop(frames, crop, crop)

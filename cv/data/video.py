@@ -148,7 +148,7 @@ def probe(path: str) -> VideoInfo:
 def sample_indices(total_frames: int, *, num_frames: int, stride: int = 1,
                    src_fps: float | None = None, target_fps: float | None = None,
                    start: str | float = "random", rng: np.random.Generator | None = None,
-                   path: str = "<video>") -> np.ndarray:
+                   path: str = "<video>", start_frac: float | None = None) -> np.ndarray:
   """Frame indices of one clip of `num_frames` frames out of a video of `total_frames` frames.
 
   The temporal step is `stride` source frames; with `target_fps` it is
@@ -165,6 +165,8 @@ def sample_indices(total_frames: int, *, num_frames: int, stride: int = 1,
       "begin", or a float start time in seconds (needs src_fps).
     rng: random generator for start="random".
     path: the video, named in errors.
+    start_frac: when given, overrides `start`: the clip starts at this fraction (0 = first valid
+      start frame, 1 = last) of the valid range; evaluation views use it to spread clips evenly.
 
   Returns:
     int64 array [num_frames], non-decreasing (strictly increasing unless upsampling).
@@ -195,7 +197,11 @@ def sample_indices(total_frames: int, *, num_frames: int, stride: int = 1,
                      f"than {needed} frames")
   max_start = int(math.floor(total_frames - 1 - span + _EPS))  # >= 0 given the check above.
 
-  if isinstance(start, str):
+  if start_frac is not None:
+    if not 0.0 <= start_frac <= 1.0:
+      raise ValueError(f"sample_indices: start_frac must be in [0, 1], got {start_frac}")
+    first = float(round(start_frac * max_start))
+  elif isinstance(start, str):
     if start == "random":
       if rng is None:
         raise ValueError("sample_indices: start='random' needs rng=np.random.default_rng(seed)")
@@ -357,7 +363,8 @@ def read_frames(path: str, indices: Sequence[int] | np.ndarray, *, threads: bool
 
 
 def read_clip(path: str, *, num_frames: int, stride: int = 1, target_fps: float | None = None,
-              start: str | float = "random", rng: np.random.Generator | None = None) -> np.ndarray:
+              start: str | float = "random", rng: np.random.Generator | None = None,
+              start_frac: float | None = None) -> np.ndarray:
   """Samples and decodes one clip: probe + sample_indices + read_frames.
 
   Returns:
@@ -366,7 +373,7 @@ def read_clip(path: str, *, num_frames: int, stride: int = 1, target_fps: float 
   info = probe(path)
   indices = sample_indices(info.num_frames, num_frames=num_frames, stride=stride,
                            src_fps=info.fps, target_fps=target_fps, start=start, rng=rng,
-                           path=path)
+                           path=path, start_frac=start_frac)
   return read_frames(path, indices)
 
 

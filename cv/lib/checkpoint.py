@@ -56,3 +56,31 @@ class Checkpointer:
   def close(self) -> None:
     self._mngr.wait_until_finished()
     self._mngr.close()
+
+
+def finished_steps(workdir: str) -> list[int]:
+  """Steps with a complete checkpoint in `<workdir>/checkpoints` (ascending)."""
+  ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    return []
+  return sorted(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
+
+
+def load_state_tree(workdir: str, step: int | None = None) -> tuple[dict, int]:
+  """(train state as a nested dict of arrays on one device, step) of a finished run's newest
+  (or given) checkpoint: for tools and downstream trainers that reuse a model frozen."""
+  import jax
+  steps = finished_steps(workdir)
+  if not steps:
+    raise FileNotFoundError(f"{workdir}: no finished checkpoint in "
+                            f"{os.path.join(workdir, 'checkpoints')}; train the run first")
+  step = steps[-1] if step is None else step
+  if step not in steps:
+    raise FileNotFoundError(f"{workdir}: no checkpoint of step {step}; available: {steps}")
+  path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state")
+  ckptr = ocp.StandardCheckpointer()
+  meta = ckptr.metadata(path)
+  tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta.tree
+  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), tree)
+  return ckptr.restore(path, target), step

@@ -441,3 +441,51 @@ def accuracy(logits: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
     raise ValueError(f"accuracy: k={k} must be in [1, {logits.shape[-1]}].")
   _, top = jax.lax.top_k(logits, k)
   return jnp.any(top == labels[..., None], axis=-1).astype(jnp.float32)
+
+
+# ----------------------------------------------------------------------------- classification
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+  """int64 [C, C]: row = true class, column = predicted class (host-side, numpy)."""
+  cm = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(cm, (np.asarray(labels, np.int64), np.asarray(preds, np.int64)), 1)
+  return cm
+
+
+def classification_scores(probs: np.ndarray, labels: np.ndarray, k: int = 5) -> Dict[str, float]:
+  """Video-level scores from (view-averaged) class probabilities [N, C] and labels [N].
+
+  top1, top{k} (k capped at C), mean per-class accuracy (classes present in `labels` only), and
+  the cross-entropy of the probabilities.
+  """
+  probs, labels = np.asarray(probs, np.float64), np.asarray(labels, np.int64)
+  if probs.ndim != 2 or probs.shape[0] != labels.shape[0] or probs.shape[0] == 0:
+    raise ValueError(f"classification_scores: expected probs [N, C] and labels [N] with N > 0, "
+                     f"got {probs.shape} and {labels.shape}")
+  k = min(k, probs.shape[1])
+  order = np.argsort(-probs, axis=1, kind="stable")
+  top1 = order[:, 0] == labels
+  topk = (order[:, :k] == labels[:, None]).any(axis=1)
+  present = np.unique(labels)
+  per_class = [top1[labels == c].mean() for c in present]
+  nll = -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12))
+  return {"top1": float(top1.mean()), f"top{k}": float(topk.mean()),
+          "mean_class_accuracy": float(np.mean(per_class)), "loss": float(nll.mean())}
+
+
+class MaskedMean:
+  """Running means of per-example scores over evaluation batches whose padding `mask` is 0."""
+
+  def __init__(self):
+    self.sums: Dict[str, float] = {}
+    self.count = 0.0
+
+  def add(self, scores: Dict[str, np.ndarray], mask: np.ndarray) -> None:
+    mask = np.asarray(mask, np.float64)
+    for k, v in scores.items():
+      self.sums[k] = self.sums.get(k, 0.0) + float(np.sum(np.asarray(v) * mask))
+    self.count += float(mask.sum())
+
+  def result(self) -> Dict[str, float]:
+    if self.count == 0:
+      raise ValueError("no usable evaluation clips (see the warnings above)")
+    return {k: v / self.count for k, v in self.sums.items()}

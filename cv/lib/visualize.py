@@ -257,3 +257,13 @@ def write_png(path: str, image: np.ndarray) -> None:
     if not cv2.imwrite(tmp, np.ascontiguousarray(image[..., ::-1])):
       raise OSError(f"{path}: cv2.imwrite failed; check that the folder is writable "
                     f"({os.path.dirname(os.path.abspath(path))})")
+
+
+def confusion_image(cm: np.ndarray, cell: int = 12) -> np.ndarray:
+  """uint8 [C*cell, C*cell, 3] heat map of a confusion matrix, each row normalised to sum 1
+  (true class = row, prediction = column; a perfect classifier is a white diagonal)."""
+  cm = np.asarray(cm, np.float64)
+  rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1.0)
+  img = np.kron(rows, np.ones((cell, cell)))
+  heat = np.stack([img, img ** 0.5, img ** 2], axis=-1)  # warm colour map: black -> white
+  return (heat * 255 + 0.5).astype(np.uint8)

@@ -109,32 +109,23 @@ def make_task(config: mlc.ConfigDict, model: VQVAE, train_records: list[dict],
   rates = rate_report(model, clip_shape)
 
   def evaluate(state: TrainState):
-    sums: dict[str, float] = {}
-    count, counts, images = 0.0, None, {}
+    means, counts, images = metrics.MaskedMean(), None, {}
     for batch in pipeline.eval_batches(eval_records, eval_load, global_batch=config.eval_batch_size,
                                        num_threads=data.num_threads):
-      mask = batch["mask"]
       scores, c, recon = jax.device_get(eval_fn(state.params, state.model_state, batch["video"]))
-      for k, v in scores.items():
-        sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v) * mask))
-      count += float(mask.sum())
+      means.add(scores, batch["mask"])
       counts = c if counts is None else counts + c  # padded repeats barely change usage stats
       if not images:
         images["reconstructions"] = reconstruction_grid(batch["video"], recon, config.num_images)
-    if count == 0:
-      raise ValueError("no usable evaluation clips (see the warnings above)")
-    out = {k: v / count for k, v in sums.items()}
+    out = means.result()
     out.update({f"codebook_{k}": float(v) for k, v in metrics.stats_from_counts(counts).items()})
     out.update(rates)
-    out["num_clips"] = count
+    out["num_clips"] = means.count
     return out, images
 
-  def make_iter():
-    return pipeline.train_iterator(train_records, load, global_batch=config.batch_size,
-                                   seed=config.seed, num_threads=data.num_threads,
-                                   prefetch=data.prefetch, worker_count=data.worker_count)
-
-  return loop.Task(init=init, train_step=train_step, make_train_iter=make_iter, evaluate=evaluate,
+  return loop.Task(init=init, train_step=train_step, evaluate=evaluate,
+                   make_train_iter=lambda: pipeline.config_train_iterator(train_records, load,
+                                                                          config),
                    data_stats=lambda: {"skipped_videos": load.num_skipped}, schedule=schedule)
 
 

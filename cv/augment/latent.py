@@ -1,0 +1,98 @@
+"""The augmentation API for downstream trainers: a trained `latent_aug` network, applied on device.
+
+  aug = LatentAugmenter.load("workdirs/k600_latent_aug_aug=crop_flip")
+  p = aug.random_params(rng, batch)          # train time: random crops / flips / ...
+  latents = aug.augment(latents, p)          # jittable; inside a jitted step it fuses with it
+  views = aug.views(num_crops=3)             # [V, P] deterministic views for test-time averaging
+
+Latents are the codec's codebook vectors of the codes ([B, T', H', W', C], what
+`NeuralCodec.latents` returns). A network only fits the codec it was trained with: `load`
+records that codec's id and `check_codec` refuses any other.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections as mlc
+
+from cv.augment import ops
+from cv.lib import checkpoint, fileio
+from cv.lib.errors import ConfigError
+from cv.models.aug_net import AugNet
+
+INFO_FILE = "augmenter.json"  # written by the latent_aug trainer into its workdir
+
+
+def build_net(model: mlc.ConfigDict, latent_dim: int) -> AugNet:
+  """The augmentation network of a `latent_aug` config's `model` section."""
+  return AugNet(latent_dim=latent_dim, width=model.width, mlp_hidden=model.mlp_hidden,
+                num_layers=model.num_layers, num_heads=model.num_heads, mlp_ratio=model.mlp_ratio,
+                num_freqs=model.num_freqs)
+
+
+def write_info(workdir: str, spec: tuple[str, ...], ranges: dict[str, Any], codec_id: str,
+               latent_dim: int, geometric_prior: bool) -> None:
+  """Records what a `latent_aug` run's network expects, for `LatentAugmenter.load`."""
+  fileio.write_json(os.path.join(workdir, INFO_FILE),
+                    dict(spec=list(spec), ranges=ranges, codec_id=codec_id, latent_dim=latent_dim,
+                         geometric_prior=geometric_prior))
+
+
+@dataclasses.dataclass
+class LatentAugmenter:
+  """A frozen augmentation network with its spec, sampling ranges and codec."""
+  spec: tuple[str, ...]
+  net: AugNet
+  params: Any
+  ranges: dict[str, Any]
+  codec_id: str
+  geometric_prior: bool = True
+
+  @property
+  def param_dim(self) -> int:
+    return ops.param_dim(self.spec)
+
+  def augment(self, latents: jax.Array, params: jax.Array) -> jax.Array:
+    """Latents [B,T',H',W',C] transformed as the clip would be by `params` [B, P]."""
+    if self.geometric_prior:
+      latents = ops.warp_grid(latents, params, self.spec)
+    return self.net.apply({"params": self.params}, latents, params)
+
+  def random_params(self, rng: jax.Array, batch: int) -> jax.Array:
+    """Random parameters [batch, P] from the ranges the network was trained on."""
+    return ops.sample_params(rng, self.spec, batch, **self.ranges)
+
+  def views(self, num_crops: int = 3, flips: bool = True) -> jax.Array:
+    """Deterministic views [V, P] (linearly spaced crops x flips) for test-time averaging."""
+    return ops.test_views(self.spec, num_crops=num_crops, flips=flips)
+
+  def check_codec(self, codec_id: str, where: str) -> None:
+    if codec_id != self.codec_id:
+      raise ConfigError(f"{where}: the augmentation network was trained on latents of codec "
+                        f"{self.codec_id}, but this run uses codec {codec_id}; train a latent_aug "
+                        f"run with this codec (--config.codec=...) or use its codec")
+
+  @classmethod
+  def load(cls, workdir: str, step: int | None = None) -> "LatentAugmenter":
+    """The network of a finished `latent_aug` run in `workdir` (newest or given checkpoint)."""
+    workdir = os.path.expanduser(workdir)
+    cfg_path, info_path = (os.path.join(workdir, f) for f in ("config.json", INFO_FILE))
+    for path in (cfg_path, info_path):
+      if not os.path.exists(path):
+        raise ConfigError(f"{path} not found: {workdir} is not a latent_aug run; train one with "
+                          f"python -m cv.main --config=cv/configs/k600_latent_aug.py")
+    config = mlc.ConfigDict(json.load(open(cfg_path)))
+    if config.trainer != "latent_aug":
+      raise ConfigError(f"{workdir}: trainer is {config.trainer!r}, not a latent_aug run")
+    info = json.load(open(info_path))
+    try:
+      state, _ = checkpoint.load_state_tree(workdir, step)
+    except FileNotFoundError as e:
+      raise ConfigError(str(e)) from None
+    return cls(spec=tuple(info["spec"]), net=build_net(config.model, info["latent_dim"]),
+               params=state["params"], ranges=dict(info["ranges"]), codec_id=info["codec_id"],
+               geometric_prior=bool(info["geometric_prior"]))

@@ -1,0 +1,196 @@
+"""`latent_aug` trainer: learns augmentations in the compressed space (paper §3.4, §4.5).
+
+A frozen codec (E, D) maps a clip x to codebook latents E(x). The augmentation network A
+(`cv.models.aug_net`) learns A(E(x), p) ≈ E(T(x, p)): the latents of the pixel-augmented clip,
+for random parameters p of the configured augmentation (`cv.augment.ops`). Loss: mean squared
+error in latent space (`config.loss.latent`) plus, optionally, between D(A(E(x), p)) and
+T(x, p) in pixels through the frozen decoder (`config.loss.pixels`).
+
+Evaluation on held-out clips, each with fixed random parameters: PSNR and SSIM of
+D(A(E(x), p)) ("learned") against two targets — T(x, p) itself ("_vs_pixels") and the codec's
+own rendering of the augmented clip D(E(T(x, p))) ("_vs_codec"; the best any latent-space method
+can do, because D cannot produce detail the codec loses) — and the same scores for the
+baselines: no-op D(E(x)), for crops nearest-neighbour cropping of the code grid ("nearest",
+the paper's baseline [44]), and for geometric augmentations the bilinear warp of the latents
+("warp", which `model.geometric_prior` feeds to the network as its starting point). TensorBoard images: original, pixel-augmented,
+codec-rendered target, learned, baseline.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+import optax
+
+from cv.augment import ops
+from cv.augment.latent import build_net, write_info
+from cv.codec.neural import NeuralCodec
+from cv.data import datasets, pipeline
+from cv.lib import loop, metrics, optim
+from cv.lib.errors import ConfigError
+from cv.lib.train_state import TrainState
+from cv.models.vqvae import VQVAE
+
+
+def _sampling_ranges(config: mlc.ConfigDict) -> dict[str, Any]:
+  return {k: tuple(v) if isinstance(v, (list, tuple)) else v
+          for k, v in config.aug.ranges.to_dict().items()}
+
+
+def make_task(config: mlc.ConfigDict, codec: NeuralCodec, train_records: list[dict],
+              eval_records: list[dict]) -> loop.Task:
+  data = config.data
+  spec = ops.resolve_spec(config.aug.name)
+  ranges = _sampling_ranges(config)
+  clip = datasets.clip_spec(data)
+  if clip.crop % codec.spatial_factor or clip.num_frames % codec.temporal_factor:
+    raise ConfigError(f"config.data.crop={clip.crop} / num_frames={clip.num_frames} must be "
+                      f"multiples of the codec's factors ({codec.spatial_factor}, "
+                      f"{codec.temporal_factor})")
+  grid = (clip.num_frames // codec.temporal_factor, clip.crop // codec.spatial_factor,
+          clip.crop // codec.spatial_factor)
+  latent_dim = codec.latent_dim
+  net = build_net(config.model, latent_dim)
+  prior = bool(config.model.geometric_prior)
+
+  def augment(params, lat, p):  # A(E(x), p), optionally on the geometrically warped latents
+    return net.apply({"params": params}, ops.warp_grid(lat, p, spec) if prior else lat, p)
+
+  tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
+  cvars = codec.variables
+  w_latent, w_pixels = float(config.loss.latent), float(config.loss.pixels)
+  if w_latent <= 0 and w_pixels <= 0:
+    raise ConfigError("config.loss.latent and config.loss.pixels are both 0: nothing to learn")
+
+  def encode(x):  # [0, 1] frames -> codebook latents of their codes (frozen codec)
+    codes = codec.model.apply(cvars, x, method=VQVAE.encode)["codes"]
+    return jax.lax.stop_gradient(codec.latents(codes)), codes
+
+  def decode(lat):
+    return codec.model.apply(cvars, lat, method=VQVAE.decode)
+
+  def init(rng: jax.Array) -> TrainState:
+    p_rng, s_rng = jax.random.split(rng)
+    variables = net.init(p_rng, jnp.zeros((1, *grid, latent_dim)),
+                         jnp.zeros((1, ops.param_dim(spec))))
+    return TrainState.create(params=variables["params"], tx=tx, rng=s_rng)
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]):
+    x = batch["video"].astype(jnp.float32) / 255.0
+    p = ops.sample_params(state.step_rng(), spec, x.shape[0], **ranges)
+    xt = ops.apply_pixels(x, p, spec)
+    lat, _ = encode(x)
+    target, _ = encode(xt)
+
+    def loss_fn(params):
+      pred = augment(params, lat, p)
+      l_lat = jnp.mean((pred - target) ** 2)
+      l_pix = jnp.mean((decode(pred) - xt) ** 2) if w_pixels > 0 else jnp.zeros(())
+      return w_latent * l_lat + w_pixels * l_pix, (l_lat, l_pix)
+
+    (loss, (l_lat, l_pix)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    noop = jnp.mean((lat - target) ** 2)
+    out = dict(loss=loss, latent_mse=l_lat, noop_latent_mse=noop,
+               latent_mse_ratio=l_lat / jnp.maximum(noop, 1e-12), grad_norm=optax.global_norm(grads))
+    if w_pixels > 0:
+      out["pixel_mse"] = l_pix
+    return state.apply_gradients(grads), out
+
+  has_crop = "crop" in spec
+  geometric = any(n in ops.GEOMETRIC for n in spec)
+
+  @jax.jit
+  def eval_fn(params, video, p):
+    x = video.astype(jnp.float32) / 255.0
+    xt = ops.apply_pixels(x, p, spec)
+    lat, codes = encode(x)
+    target_lat, _ = encode(xt)
+    pred = augment(params, lat, p)
+    outs = {"learned": decode(pred), "noop": decode(lat)}
+    if has_crop:
+      outs["nearest"] = decode(ops.nearest_crop(lat, p, spec))
+    if geometric:  # bilinear warp of the latents alone: what the network adds on top of it
+      outs["warp"] = decode(ops.warp_grid(lat, p, spec))
+    codec_target = jnp.clip(decode(target_lat), 0.0, 1.0)
+    scores = {"latent_mse_learned": jnp.mean((pred - target_lat) ** 2, axis=(1, 2, 3, 4)),
+              "latent_mse_noop": jnp.mean((lat - target_lat) ** 2, axis=(1, 2, 3, 4))}
+    for name, y in outs.items():
+      y = jnp.clip(y, 0.0, 1.0)
+      outs[name] = y
+      for ref_name, ref in (("pixels", xt), ("codec", codec_target)):
+        scores[f"ssim_{name}_vs_{ref_name}"] = metrics.ssim(ref, y)
+        scores[f"psnr_{name}_vs_{ref_name}"] = metrics.psnr(ref, y)
+    return scores, {"original": x, "pixel_augmented": xt, "codec_target": codec_target, **outs}
+
+  load = pipeline.LoadClip(clip, train=True, strict=data.strict)
+  eval_load = pipeline.LoadClip(clip, train=False, strict=data.strict)
+
+  def evaluate(state: TrainState):
+    means, images, offset = metrics.MaskedMean(), {}, 0
+    for batch in pipeline.eval_batches(eval_records, eval_load,
+                                       global_batch=config.eval_batch_size,
+                                       num_threads=data.num_threads):
+      n = batch["video"].shape[0]
+      # Fixed parameters per held-out clip (by position), so every evaluation scores the same
+      # task; flips always happen (an unflipped clip would score the no-op as perfect).
+      p = ops.sample_params(jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), offset), spec,
+                            n, **{**ranges, "flip_prob": 1.0})
+      offset += 1
+      scores, vids = jax.device_get(eval_fn(state.params, batch["video"], p))
+      means.add(scores, batch["mask"])
+      if not images:
+        images["augmentations"] = augmentation_grid(vids, config.num_images)
+    return {**means.result(), "num_clips": means.count}, images
+
+  return loop.Task(init=init, train_step=train_step, evaluate=evaluate,
+                   make_train_iter=lambda: pipeline.config_train_iterator(train_records, load,
+                                                                          config),
+                   data_stats=lambda: {"skipped_videos": load.num_skipped}, schedule=schedule)
+
+
+ROWS = ("original", "pixel_augmented", "codec_target", "learned", "nearest", "warp", "noop")
+
+
+def augmentation_grid(videos: dict[str, np.ndarray], n: int, max_frames: int = 4) -> np.ndarray:
+  """[n, R*H, F*W, 3] uint8: per clip, rows of frames — original, pixel-augmented T(x, p), the
+  codec's rendering D(E(T(x, p))), learned D(A(E(x), p)), then the baselines."""
+  rows = [r for r in ROWS if r in videos]
+  t = videos["original"].shape[1]
+  idx = np.linspace(0, t - 1, min(t, max_frames)).astype(int)
+  out = []
+  for i in range(min(n, videos["original"].shape[0])):
+    strips = [np.concatenate(list(np.asarray(videos[r][i])[idx]), axis=1) for r in rows]
+    out.append(np.concatenate(strips, axis=0))
+  return (np.clip(np.stack(out), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains the augmentation network described by `config` in `workdir` (resuming if possible)."""
+  codec = NeuralCodec.load(config.codec)
+  spec = ops.resolve_spec(config.aug.name)
+  print(f"latent_aug: augmentation {'+'.join(spec)} ({ops.param_dim(spec)} parameters), frozen "
+        f"codec {config.codec or 'shipped demo codec'} (id {codec.codec_id}, latents of "
+        f"{codec.latent_dim} channels)", flush=True)
+  train, evals = datasets.clip_sources(config.data)
+  task = make_task(config, codec, train.records, evals.records)
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    write_info(workdir, spec, _sampling_ranges(config), codec.codec_id, codec.latent_dim,
+               bool(config.model.geometric_prior))
+  final = loop.run(config, workdir, task)
+  if "eval/ssim_learned_vs_codec" in final:
+    line = (f"final: SSIM learned {final['eval/ssim_learned_vs_codec']:.3f} vs no-op "
+            f"{final['eval/ssim_noop_vs_codec']:.3f}")
+    if "eval/ssim_nearest_vs_codec" in final:
+      line += f" vs nearest crop {final['eval/ssim_nearest_vs_codec']:.3f}"
+    if "eval/ssim_warp_vs_codec" in final:
+      line += f" vs latent warp {final['eval/ssim_warp_vs_codec']:.3f}"
+    line += (f" (to the codec's rendering of the augmented clip); to the pixel target: learned "
+             f"{final['eval/ssim_learned_vs_pixels']:.3f}, no-op "
+             f"{final['eval/ssim_noop_vs_pixels']:.3f}")
+    print(line, flush=True)
+  return final
