@@ -199,9 +199,12 @@ def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable
     x = features(params, batch)
     if latent_views is None:
       return probs(x)
-    # Test-time averaging over learned views (e.g. linearly spaced crops) of every clip.
-    return jnp.mean(jax.vmap(lambda p: probs(aug.augment(x, jnp.broadcast_to(
-        p, (x.shape[0], p.shape[0])))))(latent_views), axis=0)
+    # Test-time averaging over learned views (e.g. linearly spaced crops) of every clip, one view
+    # after another (lax.map: one compiled body, memory of one view).
+    per_view = jax.lax.map(
+        lambda p: probs(aug.augment(x, jnp.broadcast_to(p, (x.shape[0], p.shape[0])))),
+        latent_views)
+    return jnp.mean(per_view, axis=0)
 
   views = pipeline.view_positions(**config.eval_views.to_dict())
 
