@@ -25,26 +25,23 @@ def int_list(text: str) -> list[int]:
   return values
 
 
-def positive_int(text: str) -> int:
-  """argparse type: an integer >= 1."""
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-  return value
+def int_at_least(minimum: int):
+  """argparse type factory: an integer >= `minimum`."""
+
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+    return value
+
+  return parse
 
 
-def non_negative_int(text: str) -> int:
-  """argparse type: an integer >= 0."""
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-  if value < 0:
-    raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-  return value
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def choice_list(choices: tuple[str, ...]):

@@ -105,7 +105,7 @@ class Data:
 
   def __init__(self, config: mlc.ConfigDict, codec: NeuralCodec | None, codec_path: str):
     data = config.data
-    self.config, self.codec = config, codec
+    self.config = config
     if config.input == "rgb":
       train, evals = datasets.clip_sources(data)
       self.class_names = train.class_names
@@ -122,7 +122,6 @@ class Data:
                         f"{data.crop} must be multiples of the codec's temporal factor {tf} and "
                         f"spatial factor {sf}")
     root, manifest = code_cache.ensure_codes(config, codec, codec_path)
-    self.root = root
     self.class_names = manifest["splits"][data.train_split]["class_names"]
     self.train_source = code_shards.code_dataset(root, data.train_split)
     self.eval_source = code_shards.code_dataset(root, data.eval_split)
@@ -218,8 +217,7 @@ def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable
                                        global_batch=config.eval_batch_size,
                                        num_threads=config.data.num_threads, views=views):
       probs = np.asarray(jax.device_get(predict(state.params, state.model_state,
-                                                {k: v for k, v in batch.items()
-                                                 if k == data.input_key})))
+                                                {data.input_key: batch[data.input_key]})))
       real = batch["mask"] > 0
       idx, lab = batch["index"][real], batch["label"][real]
       np.add.at(sums, idx, probs[real])
