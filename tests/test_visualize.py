@@ -131,3 +131,16 @@ def test_cli_missing_input_is_a_clean_error(tmp_path):
   assert r.returncode == 1
   assert missing in r.stderr and "Traceback" not in r.stderr
   assert not (tmp_path / "vis").exists()
+
+
+def test_curve_image_draws_values_and_reference():
+  img = visualize.curve_image([0.0, 0.5, 1.0, float("nan")], y_range=(0.0, 1.0), reference=0.5,
+                              title="acc", width=200, height=100)
+  assert img.shape == (100, 200, 3) and img.dtype == np.uint8
+  red = (img[:, :, 0] > 150) & (img[:, :, 1] < 100) & (img[:, :, 2] < 100)
+  ys, xs = np.nonzero(red)
+  assert xs.min() < 40 and ys[xs.argmin()] > 70   # the first point (0.0) sits at the bottom left
+  assert ys.min() < 30                            # the third (1.0) reaches the top
+  assert not red[:, 190:].any()                   # the NaN point leaves a gap at the right
+  with pytest.raises(ValueError, match="increasing"):
+    visualize.curve_image([0.1], y_range=(1.0, 0.0))

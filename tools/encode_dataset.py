@@ -1,14 +1,16 @@
 """Encode a video dataset into neural-code shards for downstream training.
 
   python tools/encode_dataset.py --root=/data/kinetics600 --out=/data/k600_codes_cr192 \
-      [--format=kinetics|folder] [--splits=train,validate] [--codec=FILE_OR_WORKDIR] \
-      [--num_shards=16] [--short_side=64 --crop=64 --stride=1 --max_frames=0] \
+      [--format=kinetics|coin|folder|walking_tours] [--splits=train,validate] \
+      [--codec=FILE_OR_WORKDIR] [--num_shards=16] [--chunk_frames=0] \
+      [--short_side=64 --crop=64 --stride=1 --max_frames=0] \
       [--process_index=0 --process_count=1]
 
 Without --root it encodes the built-in demo dataset. Resumable: re-running skips finished
 shards. Several processes (machines) can share the work: give each its --process_index out of
 --process_count; the manifest appears when the last shard is done. Bad videos are skipped and
-listed in the manifest.
+listed in the manifest. WalkingTours walks (--format=walking_tours --splits=train,test
+--chunk_frames=10) are streamed and stored one record per chunk, one shard per walk.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
   parser.add_argument("--root", default=None, help="dataset root (default: the demo dataset)")
-  parser.add_argument("--format", default="kinetics", choices=("kinetics", "folder"))
+  parser.add_argument("--format", default="kinetics", choices=("kinetics", "coin", "folder", "walking_tours"))
   parser.add_argument("--out", required=True, help="output folder for shards + manifest.json")
   parser.add_argument("--splits", default="train,validate")
   parser.add_argument("--codec", default=None, help="codec file or vq_codec workdir (default: demo)")
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--crop", type=int, default=64, help="centre crop size (0 = full frame)")
   parser.add_argument("--stride", type=int, default=1, help="keep every stride-th frame")
   parser.add_argument("--max_frames", type=int, default=0, help="frames per video (0 = all)")
+  parser.add_argument("--chunk_frames", type=int, default=0,
+                      help="walking_tours: encoded frames per chunk record (walks are streamed)")
   parser.add_argument("--process_index", type=int, default=0)
   parser.add_argument("--process_count", type=int, default=1)
   parser.add_argument("--strict", action="store_true", help="fail on the first bad video")
@@ -49,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     root = args.root
     if root is None:
       from cv.data import demo
-      root = demo.ensure_kinetics()
+      root = {"coin": demo.ensure_coin,
+              "walking_tours": demo.ensure_walking_tours}.get(args.format, demo.ensure_kinetics)()
     codec = NeuralCodec.load(args.codec)
-    spec = encode.EncodeSpec(args.short_side, args.crop, args.stride, args.max_frames)
+    spec = encode.EncodeSpec(args.short_side, args.crop, args.stride, args.max_frames,
+                             args.chunk_frames)
     path = encode.encode_dataset(
         root, args.out, codec, spec, codec_path=args.codec or "demo", data_format=args.format,
         splits=[s for s in args.splits.split(",") if s], num_shards=args.num_shards,

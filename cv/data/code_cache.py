@@ -37,7 +37,8 @@ def encode_spec(data: mlc.ConfigDict) -> encode.EncodeSpec:
   if data.target_fps:
     raise DatasetError("config.data.target_fps is not supported for code inputs (codes are made "
                        "at a fixed frame stride); use config.data.stride instead")
-  return encode.EncodeSpec(short_side=data.short_side, crop=0, stride=data.stride, max_frames=0)
+  return encode.EncodeSpec(short_side=data.short_side, crop=0, stride=data.stride, max_frames=0,
+                           chunk_frames=data.get("chunk_frames", 0))
 
 
 def _default_root(dataset_root: str, data: mlc.ConfigDict, codec: NeuralCodec,
@@ -53,8 +54,8 @@ def _default_root(dataset_root: str, data: mlc.ConfigDict, codec: NeuralCodec,
 
 def _check_spec(manifest: dict[str, Any], spec: encode.EncodeSpec, root: str) -> None:
   made = manifest.get("encode", {})
-  for key in ("short_side", "stride"):
-    if made.get(key) != getattr(spec, key):
+  for key in ("short_side", "stride", "chunk_frames"):
+    if made.get(key, 0) != getattr(spec, key):
       raise DatasetError(
           f"{os.path.join(root, code_shards.MANIFEST)}: codes were encoded with {key}="
           f"{made.get(key)}, but config.data asks for {key}={getattr(spec, key)}; set config.data."

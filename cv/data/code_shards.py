@@ -7,11 +7,13 @@ Layout of an encoded dataset folder:
                                                   after the shard; its presence marks it finished
 A record is a msgpack dict: `codes` (uint8/uint16 [T', H', W', K]), `label` (int), `video_id`,
 `time_start`/`time_end` (seconds in the source video), `num_frames` and `fps` of the encoded
-frames, `path` (source file, relative to the dataset root). Downstream trainers read them with
-Grain (`code_dataset`), and look up codebook embeddings on device.
+frames, `path` (source file, relative to the dataset root), and for COIN-format datasets
+`frame_labels` (int16 [num_frames], the step class of every encoded frame). Downstream trainers
+read them with Grain (`code_dataset`), and look up codebook embeddings on device.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 from typing import Any, Iterable
@@ -53,6 +55,19 @@ def write_shard(path: str, examples: Iterable[dict[str, Any]]) -> int:
     finally:
       writer.close()
   return n
+
+
+def finished(shard_path: str) -> bool:
+  """A shard is finished when both it and its summary exist (a deleted shard is re-made)."""
+  return os.path.exists(shard_path) and os.path.exists(shard_path + ".json")
+
+
+def remove_stale_temps(shard_path: str) -> None:
+  """Deletes the temp files a killed writer of `shard_path` left (SIGKILL cannot clean up)."""
+  folder, name = os.path.split(shard_path)
+  stem = os.path.splitext(name)[0]
+  for f in glob.glob(os.path.join(folder, f".{stem}.*.tmp*")):
+    os.remove(f)
 
 
 def load_manifest(root: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ split is finished (by whichever process finishes last; writing it twice gives th
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 import time
@@ -19,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cv.codec.neural import NeuralCodec
-from cv.data import code_shards, transforms, video
+from cv.data import code_shards, framewise, transforms, video, walks
 from cv.lib import fileio
 
 
@@ -27,11 +26,13 @@ from cv.lib import fileio
 class EncodeSpec:
   """Which frames of each video are encoded: every `stride`-th frame, at most `max_frames`
   (0 = all), resized to `short_side` and centre-cropped to `crop` x `crop` (0 = keep the aspect,
-  crop only to the codec grid)."""
+  crop only to the codec grid). `chunk_frames` > 0 (long WalkingTours videos): stream each video
+  and store one record per chunk of that many encoded frames (see `cv.data.walks`)."""
   short_side: int = 64
   crop: int = 64
   stride: int = 1
   max_frames: int = 0
+  chunk_frames: int = 0
 
 
 def load_frames(path: str, spec: EncodeSpec, grid: int) -> tuple[np.ndarray, float]:
@@ -67,17 +68,21 @@ def _examples(records: Sequence[dict], codec: NeuralCodec, spec: EncodeSpec, roo
                   f"{codec.temporal_factor}"])
       bar.update(1)
       continue
+    extra = {}
+    if "segments" in r:  # COIN: per-frame labels of the encoded frames
+      problem = framewise.segments_problem(r["segments"], frames.shape[0] / fps)
+      if problem:
+        bad.append([r["path"], problem])
+        bar.update(1)
+        continue
+      extra["frame_labels"] = framewise.frame_labels(r["segments"], usable, fps)
     codes = codec.encode(frames[:usable])
     bar.update(1)
     yield dict(codes=codes.astype(np.uint8 if codec.bits <= 8 else np.uint16),
                label=int(r.get("label", -1)), video_id=str(r.get("video_id", "")),
                time_start=float(r.get("time_start", 0.0)), time_end=float(r.get("time_end", 0.0)),
-               num_frames=int(usable), fps=float(fps), path=os.path.relpath(r["path"], root))
-
-
-def _finished(shard_path: str) -> bool:
-  """A shard is finished when both it and its summary exist (a deleted shard is re-made)."""
-  return os.path.exists(shard_path) and os.path.exists(shard_path + ".json")
+               num_frames=int(usable), fps=float(fps), path=os.path.relpath(r["path"], root),
+               **extra)
 
 
 def encode_split(records: Sequence[dict], out_dir: str, split: str, codec: NeuralCodec,
@@ -86,12 +91,11 @@ def encode_split(records: Sequence[dict], out_dir: str, split: str, codec: Neura
   """Encodes this process's unfinished shards of one split. Returns counts (done, skipped)."""
   num_shards = max(1, min(num_shards, len(records)))
   mine = [i for i in range(num_shards) if i % process_count == process_index]
-  todo = [i for i in mine if not _finished(os.path.join(out_dir,
-                                                       code_shards.shard_name(split, i, num_shards)))]
-  for i in todo:  # temp files of a killed run (SIGKILL gives no chance to clean up)
-    stem = os.path.splitext(code_shards.shard_name(split, i, num_shards))[0]
-    for f in glob.glob(os.path.join(out_dir, f".{stem}.*.tmp*")):
-      os.remove(f)
+  todo = [i for i in mine if not code_shards.finished(
+      os.path.join(out_dir, code_shards.shard_name(split, i, num_shards)))]
+  for i in todo:
+    code_shards.remove_stale_temps(os.path.join(out_dir, code_shards.shard_name(split, i,
+                                                                              num_shards)))
   skipped = len(mine) - len(todo)
   if skipped:
     print(f"{split}: {skipped} of {len(mine)} shards already finished, skipping them", flush=True)
@@ -142,7 +146,9 @@ def encode_dataset(root: str, out_dir: str, codec: NeuralCodec, spec: EncodeSpec
                    splits: Sequence[str] = ("train", "validate"), num_shards: int = 16,
                    process_index: int = 0, process_count: int = 1, strict: bool = False,
                    progress: bool = True) -> str | None:
-  """Encodes the `splits` of a Kinetics- or folder-format dataset at `root` into `out_dir`.
+  """Encodes the `splits` of a Kinetics-, COIN-, folder- or WalkingTours-format dataset at `root`
+  into `out_dir` (COIN records also store `frame_labels`, the class of every encoded frame;
+  WalkingTours walks are streamed into one record per chunk, one shard per walk).
 
   Labels of every split are indexed by the first split's classes (a label the first split lacks
   is an error naming the CSV row). Returns the manifest path once every shard of every split is
@@ -152,10 +158,19 @@ def encode_dataset(root: str, out_dir: str, codec: NeuralCodec, spec: EncodeSpec
   reports = datasets.read_splits(root, data_format, splits, strict=strict)  # all before encoding
   os.makedirs(out_dir, exist_ok=True)
   done: dict[str, dict] = {}
+  if (data_format == "walking_tours") != (spec.chunk_frames > 0):
+    raise ValueError(f"encode_dataset: format {data_format!r} with chunk_frames="
+                     f"{spec.chunk_frames}; long walks are encoded in chunks (chunk_frames > 0), "
+                     f"other formats whole (chunk_frames = 0)")
   for split, rep in reports.items():
-    res = encode_split(rep.records, out_dir, split, codec, spec, root=root, num_shards=num_shards,
-                       process_index=process_index, process_count=process_count,
-                       progress=progress)
+    if spec.chunk_frames:
+      res = walks.encode_walk_split(rep.records, out_dir, split, codec, spec,
+                                    process_index=process_index, process_count=process_count,
+                                    progress=progress)
+    else:
+      res = encode_split(rep.records, out_dir, split, codec, spec, root=root,
+                         num_shards=num_shards, process_index=process_index,
+                         process_count=process_count, progress=progress)
     done[split] = dict(num_shards=res["num_shards"], class_names=rep.class_names,
                        problems=rep.problems)
   source = dict(root=os.path.abspath(root), format=data_format)

@@ -35,6 +35,33 @@ class ClipSpec:
   crop: int = 64
 
 
+class SkipLog:
+  """Unusable videos met by a loader (path -> reason), counted once each and warned about on
+  first sight. Thread-safe and picklable (Grain threads and worker processes share loaders)."""
+
+  def __init__(self):
+    self._skipped: dict[str, str] = {}
+    self._lock = threading.Lock()
+
+  def __getstate__(self):
+    return {"_skipped": dict(self._skipped)}
+
+  def __setstate__(self, state):
+    self._skipped = state["_skipped"]
+    self._lock = threading.Lock()
+
+  def __len__(self) -> int:
+    return len(self._skipped)
+
+  def add(self, error: video.VideoError) -> None:
+    with self._lock:
+      first = error.path not in self._skipped
+      self._skipped[error.path] = error.reason
+    if first:
+      logging.warning("skipping unusable video (%d so far): %s", len(self), error)
+      print(f"warning: skipping unusable video: {error}", file=sys.stderr, flush=True)
+
+
 class LoadClip:
   """Record -> {'video': uint8 [T,crop,crop,3], 'label': int32}, or None for an unusable file.
 
@@ -43,21 +70,11 @@ class LoadClip:
 
   def __init__(self, spec: ClipSpec, *, train: bool, strict: bool = False):
     self.spec, self.train, self.strict = spec, train, strict
-    self._skipped: dict[str, str] = {}
-    self._lock = threading.Lock()
-
-  def __getstate__(self):
-    state = dict(self.__dict__)
-    del state["_lock"]
-    return state
-
-  def __setstate__(self, state):
-    self.__dict__.update(state)
-    self._lock = threading.Lock()
+    self.skipped = SkipLog()
 
   @property
   def num_skipped(self) -> int:
-    return len(self._skipped)
+    return len(self.skipped)
 
   def __call__(self, record: dict, rng: np.random.Generator | None = None) -> dict | None:
     s = self.spec
@@ -69,12 +86,7 @@ class LoadClip:
     except video.VideoError as e:
       if self.strict:
         raise
-      with self._lock:
-        first = record["path"] not in self._skipped
-        self._skipped[record["path"]] = e.reason
-      if first:
-        logging.warning("skipping unusable video (%d so far): %s", self.num_skipped, e)
-        print(f"warning: skipping unusable video: {e}", file=sys.stderr, flush=True)
+      self.skipped.add(e)
       return None
     frames = transforms.resize_and_crop(frames, short_side=s.short_side, crop=s.crop,
                                         train=self.train, rng=rng,

@@ -9,11 +9,20 @@ Formats:
   at `{root}/{split}/{youtube_id}_{time_start:06d}_{time_end:06d}.<ext>` or
   `{root}/{split}/{label}/...` (both common download layouts).
 - Folder: every video file under `root` (recursively); the label is the first sub-folder name.
+- COIN: `{root}/COIN.json` = `{"database": {video_id: {"subset", "duration", "annotation":
+  [{"segment": [start_s, end_s], "id", "label"}, ...]}}}` with videos at
+  `{root}/videos/{video_id}.<ext>`, `{root}/videos/{recipe_type}/{video_id}.<ext>` or
+  `{root}/{video_id}.<ext>`. Classes are the step labels of the training subset plus `background`
+  (id 0) for frames outside every segment; a record carries its `segments` as (start s, end s,
+  class id) and the per-frame labels are made from them at the frame rate a reader samples
+  (`cv.data.framewise`).
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import json
+import math
 import os
 from typing import Sequence
 
@@ -46,7 +55,8 @@ class SourceReport:
             f"{self.problems[0][0]}: {self.problems[0][1]})", flush=True)
 
 
-def _file_problem(path: str) -> str | None:
+def file_problem(path: str) -> str | None:
+  """Why `path` cannot be a dataset video (missing, empty), from a stat; None if it may be."""
   if not os.path.exists(path):
     return "file not found; download it or remove its row"
   if os.path.getsize(path) == 0:
@@ -114,7 +124,7 @@ def kinetics_source(root: str, split: str, *, class_names: Sequence[str] | None 
                          f"training split, so it cannot be learned or scored. Remove these rows or "
                          f"add training clips of that class.")
     path, _ = kinetics_clip_path(root, split, row)
-    problem = _file_problem(path)
+    problem = file_problem(path)
     if problem:
       _problem(report, path, f"{problem} ({os.path.basename(csv_path)} line {row['_line']})", strict)
       continue
@@ -147,10 +157,124 @@ def folder_source(root: str, *, class_names: Sequence[str] | None = None,
     if label not in index:
       raise DatasetError(f"{path}: class folder {label!r} is not among the training classes "
                          f"{list(class_names)[:10]}...")
-    problem = _file_problem(path)
+    problem = file_problem(path)
     if problem:
       _problem(report, path, problem, strict)
       continue
     report.records.append(dict(path=path, label=index[label],
                                video_id=os.path.splitext(os.path.basename(path))[0]))
+  return report
+
+
+COIN_FILE = "COIN.json"
+BACKGROUND = "background"
+# Segments may end this far past a video's end (rounding in annotation tools) and are clipped;
+# further is an annotation error.
+SEGMENT_TOLERANCE_S = 0.5
+
+
+def read_coin_json(root: str) -> dict[str, dict]:
+  """The `database` of `{root}/COIN.json`, with a clear error when it is missing or malformed."""
+  path = os.path.join(root, COIN_FILE)
+  if not os.path.exists(path):
+    raise DatasetError(f"{path}: annotation file not found. A COIN root holds COIN.json "
+                       f"(database/<video_id>/{{subset, annotation}}) and a videos/ folder; check "
+                       f"the dataset root (config.data.root) and config.data.format")
+  try:
+    with open(path) as f:
+      database = json.load(f).get("database")
+  except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+    raise DatasetError(f"{path}: not a COIN annotation file ({e}); expected a JSON object "
+                       f"with a 'database' mapping video ids to entries") from None
+  if not isinstance(database, dict) or not database:
+    raise DatasetError(f"{path}: 'database' is missing or empty; expected a mapping of video ids "
+                       f"to {{subset, annotation}} entries")
+  return database
+
+
+def coin_video_path(root: str, video_id: str, entry: dict) -> str:
+  """The file of a COIN video: the first existing candidate, else the first candidate."""
+  folders = [os.path.join(root, "videos"), root]
+  if "recipe_type" in entry:
+    folders.insert(1, os.path.join(root, "videos", str(entry["recipe_type"])))
+  candidates = [os.path.join(d, video_id + ext) for d in folders for ext in VIDEO_EXTENSIONS]
+  return next((c for c in candidates if os.path.exists(c)), candidates[0])
+
+
+def _coin_segments(entry: dict) -> list[tuple[float, float, str]]:
+  """(start, end, step label) of an entry, checked: numbers, start <= end, within `duration`."""
+  annotation = entry.get("annotation", [])
+  if not isinstance(annotation, list):
+    raise ValueError(f"'annotation' must be a list of segments, got {type(annotation).__name__}")
+  duration = entry.get("duration")
+  out = []
+  for j, seg in enumerate(annotation):
+    try:
+      start, end = (float(x) for x in seg["segment"])
+      label = str(seg["label"])
+    except (KeyError, TypeError, ValueError):
+      raise ValueError(f"annotation[{j}] = {seg!r} needs 'segment': [start_s, end_s] and "
+                       f"'label'") from None
+    if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end < start:
+      raise ValueError(f"annotation[{j}] segment [{start:g}, {end:g}] is not a time range "
+                       f"(0 <= start <= end)")
+    if isinstance(duration, (int, float)) and end > float(duration) + SEGMENT_TOLERANCE_S:
+      raise ValueError(f"annotation[{j}] segment [{start:g}, {end:g}] ends after the video's "
+                       f"end (duration {float(duration):g} s)")
+    out.append((start, end, label))
+  return out
+
+
+def coin_steps(database: dict[str, dict]) -> list[str]:
+  """The class list of a COIN database: `background` (id 0), then every step label of every
+  subset, sorted. The label space is the dataset's (as COIN's own evaluation does), so a test
+  step that happens to be rare in training is still scored, and ids agree between subsets."""
+  steps = set()
+  for entry in database.values():
+    for seg in (entry.get("annotation") if isinstance(entry, dict) else None) or []:
+      if isinstance(seg, dict) and "label" in seg:
+        steps.add(str(seg["label"]))
+  return [BACKGROUND] + sorted(steps - {BACKGROUND})
+
+
+def coin_source(root: str, subset: str, *, class_names: Sequence[str] | None = None,
+                strict: bool = False) -> SourceReport:
+  """Records of one COIN subset (`training`, `testing`, ...): path, video_id, segments.
+
+  Class ids index `class_names` (default `coin_steps`: background, then all step labels).
+  Entries with a bad annotation (segment past the video's end, start > end, ...) or a missing
+  video are skipped and reported (or raise with `strict=True`); a subset no entry has is an
+  error that lists the subsets present.
+  """
+  database = read_coin_json(root)
+  path = os.path.join(root, COIN_FILE)
+  subsets = sorted({str(e.get("subset")) for e in database.values() if isinstance(e, dict)})
+  if subset not in subsets:
+    raise DatasetError(f"{path}: no video has subset {subset!r}; subsets present: {subsets}. Set "
+                       f"config.data.train_split / eval_split to one of them")
+  class_names = list(class_names) if class_names is not None else coin_steps(database)
+  index = {n: i for i, n in enumerate(class_names)}
+  report = SourceReport([], class_names)
+  for video_id, entry in database.items():
+    if not isinstance(entry, dict) or entry.get("subset") != subset:
+      continue
+    try:
+      segments = _coin_segments(entry)
+    except ValueError as e:
+      _problem(report, f"{path} [{video_id}]", f"{e}; fix or remove this entry", strict)
+      continue
+    unknown = sorted({label for _, _, label in segments} - set(index))
+    if unknown:
+      raise DatasetError(f"{path} [{video_id}]: step label(s) {unknown} are not among the "
+                         f"{len(class_names)} classes of the first split read; read every split "
+                         f"with the same COIN.json")
+    video = coin_video_path(root, video_id, entry)
+    problem = file_problem(video)
+    if problem:
+      _problem(report, video, f"{problem} ({COIN_FILE} entry {video_id})", strict)
+      continue
+    report.records.append(dict(
+        path=video, label=-1, video_id=video_id,
+        duration=float(entry.get("duration") or 0.0),
+        segments=[(s, e, index[label]) for s, e, label in segments]))
   return report

@@ -15,7 +15,9 @@ Codebook metrics (`code_counts`, `stats_from_counts`, `codebook_stats`) summaris
 quantiser uses its entries; `stats_from_counts` works on histograms so an evaluator can accumulate
 counts over many batches and compute usage/perplexity once at the end.
 
-`accuracy` is top-k accuracy for classifiers.
+`accuracy` is top-k accuracy for classifiers. The host-side (numpy, not jit-able) functions
+`classification_scores` (one label per video) and `framewise_scores` (one label per frame, e.g.
+COIN steps) score a whole evaluation set at once.
 
 Shape checks happen at trace time (Python), so every function can be wrapped in `jax.jit`; integer
 arguments that change the computation (`scales`, `num_entries`, `k`, ...) must be static.
@@ -470,6 +472,129 @@ def classification_scores(probs: np.ndarray, labels: np.ndarray, k: int = 5) -> 
   nll = -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12))
   return {"top1": float(top1.mean()), f"top{k}": float(topk.mean()),
           "mean_class_accuracy": float(np.mean(per_class)), "loss": float(nll.mean())}
+
+
+def label_runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
+  """Maximal runs of equal values in a 1-D int array, as (start, end_exclusive, value).
+
+  Used to split per-frame labels into segments (e.g. the steps of a COIN video); runs of
+  negative (unlabelled) values are returned too, callers filter them. [] for an empty array.
+  """
+  labels = np.asarray(labels)
+  if labels.ndim != 1:
+    raise ValueError(f"label_runs: expected a 1-D label array, got shape {labels.shape}")
+  if labels.size == 0:
+    return []
+  starts = np.concatenate([[0], np.flatnonzero(labels[1:] != labels[:-1]) + 1])
+  ends = np.concatenate([starts[1:], [labels.size]])
+  return [(int(s), int(e), int(labels[s])) for s, e in zip(starts, ends)]
+
+
+def _check_video(probs: np.ndarray, labels: np.ndarray, v: int,
+                 num_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
+  """Validates video `v` of `framewise_scores`; returns float64 probs [n, C], int64 labels [n]."""
+  p, y = np.asarray(probs, np.float64), np.asarray(labels)
+  if p.ndim != 2 or p.shape[1] < 1:
+    raise ValueError(f"framewise_scores: video {v}: expected probs [n_frames, C] with C >= 1, "
+                     f"got shape {p.shape}")
+  if num_classes is not None and p.shape[1] != num_classes:
+    raise ValueError(f"framewise_scores: video {v}: probs have {p.shape[1]} classes, video 0 has "
+                     f"{num_classes}")
+  if y.ndim != 1 or (y.size and not np.issubdtype(y.dtype, np.integer)):
+    raise ValueError(f"framewise_scores: video {v}: expected integer labels [n_frames], got "
+                     f"shape {y.shape} dtype {y.dtype}")
+  if y.shape[0] != p.shape[0]:
+    raise ValueError(f"framewise_scores: video {v}: {p.shape[0]} frames of probs but "
+                     f"{y.shape[0]} labels")
+  y = y.astype(np.int64)
+  if y.size and y.max() >= p.shape[1]:
+    raise ValueError(f"framewise_scores: video {v}: label {y.max()} >= number of classes "
+                     f"{p.shape[1]}")
+  return p, y
+
+
+def _segment_hits(preds: np.ndarray, labels: np.ndarray, num_classes: int,
+                  background: int | None) -> list[bool]:
+  """Per labelled, non-background segment of one video: is its majority prediction its label?
+
+  The majority is the most frequent argmax over the segment's frames, ties -> smallest class id.
+  """
+  hits = []
+  for start, end, label in label_runs(labels):
+    if label < 0 or (background is not None and label == background):
+      continue
+    votes = np.bincount(preds[start:end], minlength=num_classes)
+    hits.append(int(np.argmax(votes)) == label)
+  return hits
+
+
+def framewise_scores(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], *,
+                     background: int | None = 0, majority_class: int | None = None,
+                     k: int = 5) -> Dict[str, float]:
+  """Per-frame classification scores of whole videos (COIN, "Compressed Vision" Table 3).
+
+  Frames with a negative label are unlabelled and ignored everywhere. Ties in the probabilities
+  go to the smaller class id (argmax / stable sort), as in `classification_scores`.
+
+  Args:
+    probs: per video v, float [n_v, C] per-frame class probabilities (rows sum to 1).
+    labels: per video v, int [n_v] true class per frame (< 0: unlabelled).
+    background: the class whose segments `segment_accuracy` skips (None: skip none).
+    majority_class: the class `majority_rate` always predicts; None: the most frequent label.
+    k: for the top-k scores; capped at C (the keys use the capped k).
+
+  Returns:
+    top1_mean / top1_std and top{k}_mean / top{k}_std: mean and population std over videos (with
+    >= 1 labelled frame) of each video's frame accuracy; top1_frames: accuracy pooled over all
+    labelled frames; mean_class_accuracy: mean over present classes of pooled per-class accuracy;
+    segment_accuracy (NaN without segments) and num_segments: segments are maximal runs of one
+    label >= 0 other than `background`, correct when their majority prediction is the label;
+    majority_rate: pooled accuracy of always predicting the majority class; loss: mean
+    -log(max(p[label], 1e-12)) over labelled frames; num_videos, num_frames.
+  """
+  if len(probs) != len(labels):
+    raise ValueError(f"framewise_scores: {len(probs)} videos of probs but {len(labels)} of labels")
+  if k < 1:
+    raise ValueError(f"framewise_scores: k must be >= 1, got {k}")
+  num_classes = None
+  top1_videos, topk_videos, top1_frames, topk_frames = [], [], [], []
+  frame_labels, nll, segment_hits = [], [], []
+  for v, (p, y) in enumerate(zip(probs, labels)):
+    p, y = _check_video(p, y, v, num_classes)
+    num_classes = p.shape[1]
+    kk = min(k, num_classes)
+    order = np.argsort(-p, axis=1, kind="stable")
+    segment_hits += _segment_hits(order[:, 0], y, num_classes, background)
+    keep = y >= 0
+    if not keep.any():
+      continue
+    y, order, p = y[keep], order[keep], p[keep]
+    hit1 = order[:, 0] == y
+    hitk = (order[:, :kk] == y[:, None]).any(axis=1)
+    top1_videos.append(hit1.mean())
+    topk_videos.append(hitk.mean())
+    top1_frames.append(hit1)
+    topk_frames.append(hitk)
+    frame_labels.append(y)
+    nll.append(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)))
+  if not frame_labels:
+    raise ValueError(f"framewise_scores: no labelled frames (label >= 0) in {len(labels)} videos")
+  kk = min(k, num_classes)
+  hit1, y = np.concatenate(top1_frames), np.concatenate(frame_labels)
+  per_class = [hit1[y == c].mean() for c in np.unique(y)]
+  if majority_class is None:
+    majority_class = int(np.argmax(np.bincount(y)))
+  return {
+      "top1_mean": float(np.mean(top1_videos)), "top1_std": float(np.std(top1_videos)),
+      f"top{kk}_mean": float(np.mean(topk_videos)), f"top{kk}_std": float(np.std(topk_videos)),
+      "top1_frames": float(hit1.mean()),
+      "mean_class_accuracy": float(np.mean(per_class)),
+      "segment_accuracy": float(np.mean(segment_hits)) if segment_hits else float("nan"),
+      "num_segments": float(len(segment_hits)),
+      "majority_rate": float(np.mean(y == majority_class)),
+      "loss": float(np.concatenate(nll).mean()),
+      "num_videos": float(len(top1_videos)), "num_frames": float(len(y)),
+  }
 
 
 class MaskedMean:

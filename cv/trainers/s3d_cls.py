@@ -36,13 +36,26 @@ from cv.models.vqvae import VQVAE
 INPUTS = ("codes", "rgb", "recon")
 
 
-def build_model(config: mlc.ConfigDict, num_classes: int, codec: NeuralCodec | None) -> S3D:
+def build_model(config: mlc.ConfigDict, num_classes: int, codec: NeuralCodec | None, *,
+                temporal_pool: bool = True) -> S3D:
+  """S3D-G over `config.input` (codes: stem strides adapted to the codec's factors)."""
   m = config.model
   if config.input == "codes":
     return S3D(num_classes=num_classes, width=m.width, mode="codes", dropout=m.dropout,
-               gating=m.gating, input_factors=(codec.temporal_factor, codec.spatial_factor))
+               gating=m.gating, input_factors=(codec.temporal_factor, codec.spatial_factor),
+               temporal_pool=temporal_pool)
   return S3D(num_classes=num_classes, width=m.width, mode="rgb", dropout=m.dropout,
-             gating=m.gating)
+             gating=m.gating, temporal_pool=temporal_pool)
+
+
+def load_codec(config: mlc.ConfigDict) -> NeuralCodec | None:
+  """The frozen codec of `config.codec` (None for input=rgb, which needs none)."""
+  if config.input == "rgb":
+    return None
+  codec = NeuralCodec.load(config.codec)
+  print(f"codec: {config.codec or 'shipped demo codec'} (id {codec.codec_id}, nominal CR "
+        f"{codec.nominal_cr():.0f})", flush=True)
+  return codec
 
 
 def _to_rgb_input(video: jax.Array) -> jax.Array:
@@ -100,7 +113,50 @@ def make_features(config: mlc.ConfigDict, codec: NeuralCodec | None
                     f"codec's frozen codebooks) or 'learned'")
 
 
-class Data:
+class InputData:
+  """What the data of every classifier on codes / RGB provides to its task: the batch key of the
+  network input and a dummy batch of one example for initialisation."""
+  config: mlc.ConfigDict
+  example_shape: tuple[int, ...]
+
+  @property
+  def input_key(self) -> str:
+    return "video" if self.config.input == "rgb" else "codes"
+
+  def dummy_batch(self) -> dict[str, jax.Array]:
+    dtype = jnp.uint8 if self.config.input == "rgb" else jnp.int32
+    return {self.input_key: jnp.zeros((1, *self.example_shape), dtype)}
+
+
+def check_code_window(data: mlc.ConfigDict, codec: NeuralCodec) -> tuple[int, int]:
+  """(temporal, spatial) factors of `codec`, after checking that `data`'s clip fits its grid."""
+  tf, sf = codec.temporal_factor, codec.spatial_factor
+  if data.num_frames % tf or data.crop % sf:
+    raise ConfigError(f"config.data.num_frames={data.num_frames} and config.data.crop="
+                      f"{data.crop} must be multiples of the codec's temporal factor {tf} and "
+                      f"spatial factor {sf}")
+  return tf, sf
+
+
+def make_init(data: InputData, model: S3D, features: Callable, embed: CodeEmbed | None,
+              tx: optax.GradientTransformation) -> Callable[[jax.Array], TrainState]:
+  """rng -> the initial TrainState: S3D params (+ learned code embeddings) and BN statistics."""
+  def init(rng: jax.Array) -> TrainState:
+    p_rng, d_rng, e_rng, s_rng = jax.random.split(rng, 4)
+    params = {}
+    batch = data.dummy_batch()
+    if embed is not None:
+      params["embed"] = embed.init(e_rng, batch["codes"])["params"]
+    variables = model.init({"params": p_rng, "dropout": d_rng}, features(params, batch),
+                           train=False)
+    params["s3d"] = variables["params"]
+    return TrainState.create(params=params, tx=tx, rng=s_rng,
+                             model_state={k: v for k, v in variables.items() if k != "params"})
+
+  return init
+
+
+class Data(InputData):
   """Where examples come from: code shards (codes, recon) or video files (rgb)."""
 
   def __init__(self, config: mlc.ConfigDict, codec: NeuralCodec | None, codec_path: str):
@@ -116,11 +172,7 @@ class Data:
       self.example_shape = (spec.num_frames, spec.crop, spec.crop, 3)
       self.skipped = lambda: self.train_load.num_skipped
       return
-    tf, sf = codec.temporal_factor, codec.spatial_factor
-    if data.num_frames % tf or data.crop % sf:
-      raise ConfigError(f"config.data.num_frames={data.num_frames} and config.data.crop="
-                        f"{data.crop} must be multiples of the codec's temporal factor {tf} and "
-                        f"spatial factor {sf}")
+    tf, sf = check_code_window(data, codec)
     root, manifest = code_cache.ensure_codes(config, codec, codec_path)
     self.class_names = manifest["splits"][data.train_split]["class_names"]
     self.train_source = code_shards.code_dataset(root, data.train_split)
@@ -141,14 +193,6 @@ class Data:
           f"clips of {self.example_shape} codes (dtype {manifest['dtype']}), nominal CR "
           f"{manifest['nominal_cr']:.0f}", flush=True)
 
-  @property
-  def input_key(self) -> str:
-    return "video" if self.config.input == "rgb" else "codes"
-
-  def dummy_batch(self) -> dict[str, jax.Array]:
-    dtype = jnp.uint8 if self.config.input == "rgb" else jnp.int32
-    return {self.input_key: jnp.zeros((1, *self.example_shape), dtype)}
-
 
 def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable,
               embed: CodeEmbed | None, aug: LatentAugmenter | None = None) -> loop.Task:
@@ -156,17 +200,7 @@ def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable
   tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
   smoothing = float(config.label_smoothing)
 
-  def init(rng: jax.Array) -> TrainState:
-    p_rng, d_rng, e_rng, s_rng = jax.random.split(rng, 4)
-    params = {}
-    batch = data.dummy_batch()
-    if embed is not None:
-      params["embed"] = embed.init(e_rng, batch["codes"])["params"]
-    variables = model.init({"params": p_rng, "dropout": d_rng}, features(params, batch),
-                           train=False)
-    params["s3d"] = variables["params"]
-    return TrainState.create(params=params, tx=tx, rng=s_rng,
-                             model_state={k: v for k, v in variables.items() if k != "params"})
+  init = make_init(data, model, features, embed, tx)
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     labels = batch["label"]
@@ -246,11 +280,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
   """Trains the classifier described by `config` in `workdir` (resuming if possible)."""
   if config.input not in INPUTS:
     raise ConfigError(f"config.input={config.input!r} is not known; use one of {INPUTS}")
-  codec = None
-  if config.input != "rgb":
-    codec = NeuralCodec.load(config.codec)
-    print(f"codec: {config.codec or 'shipped demo codec'} (id {codec.codec_id}, nominal CR "
-          f"{codec.nominal_cr():.0f})", flush=True)
+  codec = load_codec(config)
   data = Data(config, codec, config.codec or "demo")
   model = build_model(config, len(data.class_names), codec)
   features, embed = make_features(config, codec)
