@@ -107,7 +107,7 @@ def test_codec_figure_writes_json(tmp_path):
 
 
 def test_cli_lists_every_figure():
-  assert set(FIGURES) == {"codec", "loader", "step", "augment"}
+  assert set(FIGURES) == {"codec", "loader", "step", "augment", "memory"}
   result = subprocess.run([sys.executable, BENCH, "--help"], env=main_env(), capture_output=True,
                           text=True, timeout=120)
   assert result.returncode == 0, result.stderr
@@ -218,3 +218,60 @@ def test_augment_figure_with_a_trained_network(tmp_path):
   stdout, report = _bench(tmp_path, "augment", "--smoke", "--batch", "2", "--repeats", "1",
                           "--aug_workdir", workdir)
   _check_augment(stdout, report["figures"], "trained")
+
+
+def test_memory_figure_codes_vs_rgb(tmp_path):
+  stdout, report = _bench(tmp_path, "memory", "--smoke")
+  assert report["args"]["smoke"] is True and report["args"]["minutes"] is None
+  figures = report["figures"]
+  assert figures["minutes"] == "0.25,0.5" and figures["memory"] == "slot"
+  lengths = ("0.25min", "0.5min")
+  for length in lengths:
+    p = length + "/"
+    assert figures[p + "chunks"] > 0 and figures[p + "group"] >= 1
+    for name in ("codes", "rgb"):
+      q = f"{p}{name}/"
+      assert figures[q + "status"] == "ok", figures[q + "status"]
+      for key in ("input_bytes", "peak_rss_bytes", "peak_rss_mb", "compile_s", "s_per_pass",
+                  "parameters"):
+        assert figures[q + key] > 0, (q, key)
+      assert figures[q + "input_dtype"] == "uint8"
+      assert figures[q + "input_shape"].startswith(f"1x{figures[p + 'chunks']}x")
+    # The whole walk: codes of the demo codec (one 8-bit code per 8x8 pixels) vs 32x32 RGB.
+    assert figures[p + "codes/input_bytes"] < figures[p + "rgb/input_bytes"]
+    assert figures[p + "rgb/input_bytes"] == 192 * figures[p + "codes/input_bytes"]
+    assert figures[p + "rgb/input_bytes"] == figures[p + "rgb/estimated_input_bytes"]
+    assert figures[p + "rgb/input_shape"].endswith("x4x32x32x3")
+    assert figures[p + "codes/input_shape"].endswith("x4x4x4x1")
+  assert figures["0.25min/chunks"] < figures["0.5min/chunks"]
+  _check_ratios(figures, [f"{length}/rgb_vs_codes_{r}_ratio" for length in lengths
+                          for r in ("peak_rss", "input_bytes", "pass_time")])
+  rows = _row_names(stdout)
+  assert rows[:5] == ["walk", "0.25 min", "0.25 min", "0.5 min", "0.5 min"], rows
+  assert "[memory]" not in stdout  # progress goes to stderr, stdout is the tables
+
+
+def test_memory_figure_groups_and_rgb_that_does_not_fit():
+  from cv.benchmarks import memory
+  assert memory.resolve_group(None, 30, 720) == 30  # the config's
+  assert memory.resolve_group(0, 30, 720) == 120  # auto: ceil(720 / 6)
+  assert memory.resolve_group(0, 30, 7) == 2
+  assert memory.resolve_group(None, 30, 12) == 12  # never more than the walk has
+  pixels = jnp.arange(2 * 16 * 8 * 3, dtype=jnp.int32).reshape(1, 2, 16, 8, 3) % 256
+  feats = memory.space_to_depth_features(8)(pixels.astype(jnp.uint8))
+  assert feats.shape == (1, 2, 2, 1, 192) and feats.dtype == jnp.float32
+  # Patch (1, 0) starts at pixel row 8; channels 3..5 are the next pixel to the right.
+  assert float(feats[0, 0, 1, 0, 0]) == pytest.approx(float(pixels[0, 0, 8, 0, 0]) / 255)
+  assert float(feats[0, 0, 0, 0, 3]) == pytest.approx(float(pixels[0, 0, 0, 1, 0]) / 255)
+  assert float(feats[0, 0, 0, 0, 24]) == pytest.approx(float(pixels[0, 0, 1, 0, 0]) / 255)
+  figures = {"chunk_frames": 4, "stride": 5, "memory": "slot", "model_dim": 16, "repeats": 1,
+             "60min/chunks": 720, "60min/group": 120, "60min/frame_size": "64x64",
+             "60min/chunk_seconds": 5.0, "60min/rgb/estimated_input_bytes": 88473600,
+             "60min/rgb/status": "skipped: 0.1 GiB of pixels > --rgb_max_gib 0.01",
+             "60min/codes/status": "ok", "60min/codes/input_shape": "1x720x10x8x8x1",
+             "60min/codes/input_dtype": "uint8", "60min/codes/input_bytes": 460800,
+             "60min/codes/peak_rss_mb": 900.0, "60min/codes/compile_s": 30.0,
+             "60min/codes/s_per_pass": 9.0, "60min/codes/rss_after_imports_mb": 700.0}
+  text = memory.format_tables(figures, [60.0])
+  assert "| 60 min | rgb (decoded pixels) | 720 | - | 88,473,600 (est.) | skipped |" in text
+  assert "rgb vs codes" not in text and "60 min, rgb: skipped" in text

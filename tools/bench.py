@@ -44,6 +44,21 @@ anything). Figures (subcommands; one module each in cv/benchmarks/):
            `decode_vs_latent_aug_ratio`.
            [--batch 8] [--repeats 3] [--aug_workdir DIR] [--smoke]
 
+  memory   Hour-long video: peak RSS and time per training pass of the past_future model
+           (cv/configs/walkingtours_past_future.py) over one whole demo walk of each length, on
+           codes and on RGB. A pass is `past_future.make_walk_pass` with gradients, jitted, batch
+           of one walk, all its chunks, as the trainer computes it. codes: the walk read from its
+           code shards (demo codec); rgb: the same frames decoded into one uint8 array, turned
+           per chunk into the codes' 8x8 grid by space-to-depth (192 channels) inside the pass.
+           Each (length, pipeline) runs in its own fresh process. Reports chunks, input bytes,
+           peak RSS, compile time and seconds per pass; an RGB walk over --rgb_max_gib, or whose
+           process dies, is reported as not fitting. Per length: `rgb_vs_codes_peak_rss_ratio`,
+           `rgb_vs_codes_input_bytes_ratio`, `rgb_vs_codes_pass_time_ratio`. Walks and code
+           shards are made once and cached ($CV_DEMO_DIR, $CV_CODES_DIR). --group 0: ceil(chunks
+           / 6) steps per gradient group (CPU compile time grows with chunks / group).
+           [--minutes 5,15,30,60] [--memory slot] [--repeats 1] [--group N] [--rgb_max_gib 8]
+           [--smoke]
+
 With --json the figure's dict is written as {"figure", "args", "environment", "figures"}. Times
 of jitted code are means over --repeats calls after a warm-up call (which compiles); see
 `cv.lib.bench.time_fn`. Adding a figure: see `cv/benchmarks/__init__.py`.

@@ -17,7 +17,7 @@ import argparse
 import dataclasses
 from typing import Any, Callable
 
-from cv.benchmarks import augment, codec, loader, step
+from cv.benchmarks import augment, codec, loader, memory, step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,4 +37,5 @@ FIGURES: dict[str, Figure] = {
     "loader": _figure(loader),
     "step": _figure(step),
     "augment": _figure(augment),
+    "memory": _figure(memory),
 }

@@ -25,6 +25,19 @@ def int_list(text: str) -> list[int]:
   return values
 
 
+def float_list(text: str) -> list[float]:
+  """argparse type: "0.5,1,5" -> [0.5, 1.0, 5.0] (finite numbers)."""
+  try:
+    values = [float(v) for v in text.split(",") if v.strip()]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+  if not values:
+    raise argparse.ArgumentTypeError("expected at least one value")
+  if any(v != v or v in (float("inf"), float("-inf")) for v in values):
+    raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+  return values
+
+
 def int_at_least(minimum: int):
   """argparse type factory: an integer >= `minimum`."""
 

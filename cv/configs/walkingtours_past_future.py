@@ -1,0 +1,69 @@
+"""Past-Future on long continuous walks, trained on codes (paper §4.6, Appendix D).
+
+Launch (demo walks and the shipped demo codec when nothing is configured):
+  python -m cv.main --config=cv/configs/walkingtours_past_future.py               # memory=slot
+  python -m cv.main --config=cv/configs/walkingtours_past_future.py:memory=lstm
+  python -m cv.main --config=cv/configs/walkingtours_past_future.py:memory=none
+  python -m cv.main --config=cv/configs/walkingtours_past_future.py \
+      --config.data.root=/data/walking_tours --config.codec=workdirs/k600_vq_cr=192
+Smoke size (tests): --config=cv/configs/walkingtours_past_future.py:smoke
+
+Arguments: memory = none | lstm | slot; smoke.
+
+A WalkingTours root is a folder of long videos (`train/` and `test/` sub-folders, or a flat
+folder where every 4th walk is held out). The walks are encoded once, chunk by chunk, into code
+shards (cached under $CV_CODES_DIR): `data.chunk_frames` encoded frames per chunk, every
+`data.stride`-th frame. Each training example is `data.num_chunks` consecutive chunks of a walk
+(0 = as many as the shortest training walk has); each step of the walk asks about one query
+chunk, randomly cropped to `query_crop` x `query_crop` code cells.
+
+Expected result (demo: 8 walks of 5 min at 10 fps, 64x64, 6 train / 2 held out; 5 s chunks at
+2 fps; 2 CPU cores): see the README table (accuracy per memory type; slot > lstm >= none ~ 0.5).
+"""
+from __future__ import annotations
+
+import ml_collections as mlc
+
+from cv.configs import common
+from cv.data import datasets
+
+
+def get_config(arg: str | None = None) -> mlc.ConfigDict:
+  arg = common.parse_arg(arg, memory="slot", smoke=False)
+  if arg.memory not in ("none", "lstm", "slot"):
+    raise ValueError(f"walkingtours_past_future: memory={arg.memory!r} must be 'none', 'lstm' or "
+                     f"'slot'")
+  c = common.base_config("past_future", smoke=arg.smoke)
+  c.input = "codes"
+  # Codec file (.cvcodec) or vq_codec workdir; unset = the shipped demo codec (CR 192).
+  c.codec = mlc.config_dict.placeholder(str)
+  c.data = datasets.clip_data_config(smoke=arg.smoke, format="walking_tours", train_split="train",
+                                     eval_split="test", stride=5, short_side=64, crop=64,
+                                     chunk_frames=10, num_chunks=0,
+                                     demo=dict(seed=0, num_walks=8, length_seconds=300.0))
+  for unused in ("num_frames", "crop", "max_eval_clips"):
+    del c.data[unused]
+  c.codes = mlc.ConfigDict(dict(root=mlc.config_dict.placeholder(str), num_shards=1))
+  c.query_crop = 6  # code cells (of the 8x8 grid of a 64x64 frame at CR 192)
+  # Steps whose per-chunk gradients are computed together (device memory ~ one group of chunks).
+  c.group = 30
+  c.model = mlc.ConfigDict(dict(memory=arg.memory, dim=64, adapter_features=32, num_heads=4,
+                                num_layers=1))
+  c.eval = mlc.ConfigDict(dict(repeats=8, bins=10))
+  c.batch_size = 4
+  c.optim = mlc.ConfigDict(dict(name="adam", lr=1e-3, schedule="cosine", warmup_steps=20,
+                                final_lr_frac=0.05, grad_clip=1.0, kwargs=dict()))
+  c.total_steps = 300
+  c.log_every = 10
+  c.ckpt_every = 100
+  c.eval_every = 100
+  if arg.smoke:
+    c.data.demo = dict(seed=0, num_walks=4, length_seconds=30.0, height=32, width=32)
+    c.data.short_side, c.data.chunk_frames = 32, 4
+    c.query_crop, c.group = 3, 4
+    c.model.dim, c.model.adapter_features = 16, 8
+    c.eval.repeats, c.eval.bins = 2, 4
+    c.batch_size = 4
+    c.optim.warmup_steps = 2
+    c.total_steps, c.log_every, c.ckpt_every, c.eval_every = 6, 2, 3, 6
+  return c
