@@ -6,7 +6,12 @@ Kept free of heavy imports (no JAX here) so that `tools/bench.py --help` and the
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
+from typing import Any
 
 
 def log(msg: str) -> None:
@@ -80,3 +85,35 @@ def fmt(value: float, digits: int = 3) -> str:
   if abs(value) >= 10 ** digits:
     return f"{value:,.0f}"
   return f"{value:.{digits}g}"
+
+
+def checkout_env() -> dict[str, str]:
+  """The parent's environment with this checkout importable (`cv` may not be installed)."""
+  env = dict(os.environ)
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+  return env
+
+
+def run_child(module: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+  """Runs `cv.benchmarks.<module>.child_main(spec_path, out_path)` in a fresh Python process, so
+  its peak RSS and caches are its own, and returns the JSON it wrote.
+
+  Raises RuntimeError whose first line says how the process ended, then its last output.
+  """
+  with tempfile.TemporaryDirectory() as tmp:
+    spec_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
+    with open(spec_path, "w") as f:
+      json.dump(spec, f)
+    code = (f"import sys; from cv.benchmarks import {module}; "
+            f"{module}.child_main(sys.argv[1], sys.argv[2])")
+    proc = subprocess.run([sys.executable, "-c", code, spec_path, out_path], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          check=False)
+    if proc.returncode != 0 or not os.path.exists(out_path):
+      how = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
+             else f"exit {proc.returncode}")
+      raise RuntimeError(f"{module}: the {spec['pipeline']} process failed ({how})\n"
+                         f"{proc.stdout[-3000:]}")
+    with open(out_path) as f:
+      return json.load(f)

@@ -27,13 +27,12 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
-from cv.benchmarks.common import fmt, log, non_negative_int, positive_int
+from cv.benchmarks.common import (checkout_env, fmt, log, non_negative_int, positive_int,
+                                  run_child)
 
 HELP = "input pipeline clips/s from code shards vs from video files (same clip spec and cores)"
 
@@ -41,7 +40,6 @@ PIPELINES = ("rgb", "codes")
 ROW_NAMES = {"rgb": "rgb (video files)", "codes": "codes (code shards)"}
 
 # Run in the child process: measure one pipeline described by a JSON spec file, write JSON.
-_CHILD = "import sys; from cv.benchmarks import loader; loader.child_main(sys.argv[1], sys.argv[2])"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +95,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   for name in PIPELINES:
     log(f"[loader] {name}: {args.warmup} + {args.batches} batches of {args.batch} in a fresh "
         f"process ({args.num_threads} threads, prefetch {args.prefetch})")
-    results[name] = _run_child(specs[name])
+    results[name] = run_child("loader", specs[name], checkout_env())
     r = results[name]
     log(f"[loader] {name}: {r['clips_per_s']:.1f} clips/s, peak RSS {r['peak_rss_mb']:.0f} MB")
 
@@ -178,30 +176,6 @@ def _mean_record_bytes(shards: list[str]) -> float:
   source = grain.sources.ArrayRecordDataSource(shards)
   n = len(source)
   return float(sum(len(source[i]) for i in range(n)) / max(n, 1))
-
-
-def _child_env() -> dict[str, str]:
-  """The parent's environment with this checkout importable (`cv` may not be installed)."""
-  env = dict(os.environ)
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-  return env
-
-
-def _run_child(spec: dict[str, Any]) -> dict[str, Any]:
-  """Runs `child_main` on `spec` in a fresh Python process and returns its measurements."""
-  with tempfile.TemporaryDirectory() as tmp:
-    spec_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
-    with open(spec_path, "w") as f:
-      json.dump(spec, f)
-    proc = subprocess.run([sys.executable, "-c", _CHILD, spec_path, out_path],
-                          env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, check=False)
-    if proc.returncode != 0 or not os.path.exists(out_path):
-      raise RuntimeError(f"loader: the {spec['pipeline']} pipeline process failed (exit "
-                         f"{proc.returncode}):\n{proc.stdout[-3000:]}")
-    with open(out_path) as f:
-      return json.load(f)
 
 
 def child_main(spec_path: str, out_path: str) -> None:

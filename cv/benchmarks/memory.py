@@ -40,13 +40,12 @@ import hashlib
 import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Any, Callable
 
-from cv.benchmarks.common import float_list, fmt, log, non_negative_int, positive_int
+from cv.benchmarks.common import (checkout_env, float_list, fmt, log, non_negative_int,
+                                  positive_int, run_child)
 
 HELP = "peak RSS and time per past_future training pass over 5-60 min walks, codes vs RGB"
 
@@ -61,7 +60,6 @@ WALK_SEED = 0
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
 # Run in the child process: measure one pipeline described by a JSON spec file, write JSON.
-_CHILD = "import sys; from cv.benchmarks import memory; memory.child_main(sys.argv[1], sys.argv[2])"
 
 
 def _positive_minutes(text: str) -> list[float]:
@@ -155,7 +153,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
       log(f"[memory] {m:g} min: {name}: {n} chunks, group {group}, compile + {args.repeats} "
           f"pass(es) in a fresh process")
       try:
-        r = _run_child(specs[name])
+        r = run_child("memory", specs[name], _child_env())
       except RuntimeError as e:
         if name == "codes":
           raise
@@ -273,33 +271,10 @@ def format_tables(figures: dict[str, Any], minutes: list[float]) -> str:
 def _child_env() -> dict[str, str]:
   """The parent's environment with this checkout importable and one CPU device (no forced host
   device count: the pass runs on one device, as `step` measures)."""
-  env = dict(os.environ)
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+  env = checkout_env()
   flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
   env["XLA_FLAGS"] = " ".join(flags)
   return env
-
-
-def _run_child(spec: dict[str, Any]) -> dict[str, Any]:
-  """Runs `child_main` on `spec` in a fresh Python process and returns its measurements.
-
-  Raises RuntimeError (first line: how the process ended) if it fails or is killed.
-  """
-  with tempfile.TemporaryDirectory() as tmp:
-    spec_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
-    with open(spec_path, "w") as f:
-      json.dump(spec, f)
-    proc = subprocess.run([sys.executable, "-c", _CHILD, spec_path, out_path],
-                          env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, check=False)
-    if proc.returncode != 0 or not os.path.exists(out_path):
-      how = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
-             else f"exit {proc.returncode}")
-      raise RuntimeError(f"the {spec['pipeline']} process failed ({how})\n"
-                         f"{proc.stdout[-3000:]}")
-    with open(out_path) as f:
-      return json.load(f)
 
 
 def child_main(spec_path: str, out_path: str) -> None:
@@ -309,12 +284,6 @@ def child_main(spec_path: str, out_path: str) -> None:
   result = measure(spec)
   with open(out_path, "w") as f:
     json.dump(result, f)
-
-
-def _peak_rss_bytes() -> int:
-  import resource  # pylint: disable=g-import-not-at-top
-  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
 def space_to_depth_features(block: int) -> Callable[[Any], Any]:
@@ -417,6 +386,6 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
       "compile_s": stats["warmup_s"], "s_per_pass": stats["mean_s"],
       "s_per_pass_std": stats["std_s"], "s_per_pass_min": stats["min_s"],
       "s_per_chunk": stats["mean_s"] / n,
-      "peak_rss_bytes": _peak_rss_bytes(), "peak_rss_mb": bench.peak_rss_mb(),
+      "peak_rss_bytes": int(bench.peak_rss_mb() * 2**20), "peak_rss_mb": bench.peak_rss_mb(),
       "rss_after_imports_mb": rss_after_imports, "rss_after_load_mb": rss_after_load,
   }
