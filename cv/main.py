@@ -3,6 +3,11 @@
 Loads the config, saves it to `<workdir>/config.json`, and calls
 `cv.trainers.<config.trainer>.train_and_evaluate(config, workdir)`. Re-running the same command
 resumes from the newest checkpoint in the workdir.
+
+Multi-process (one process per host or GPU, all running the same command): add
+`--coordinator_address=HOST:PORT --num_processes=N --process_id=I` (or set JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES, JAX_PROCESS_ID), or `--distributed` alone on a cluster JAX detects by itself
+(TPU pod slice, SLURM). See README "Scaling up".
 """
 from __future__ import annotations
 
@@ -19,6 +24,18 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. cv/
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (checkpoints, TensorBoard events, metrics). "
                                "Default: workdirs/<config name>[_<args>].")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process run (jax.distributed); "
+                                 "implied by --coordinator_address or JAX_COORDINATOR_ADDRESS.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "HOST:PORT of process 0 in a multi-process run.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
+_HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout", 60, "Seconds without a peer's heartbeat "
+                                  "before the other processes stop with an error.")
+_SHUTDOWN = flags.DEFINE_integer("shutdown_timeout", 60, "Seconds a finished process waits for "
+                                 "its peers at exit.")
+_INIT_TIMEOUT = flags.DEFINE_integer("initialization_timeout", 300, "Seconds to wait for every "
+                                     "process to connect to the coordinator.")
 
 
 def available_trainers() -> list[str]:
@@ -61,29 +78,70 @@ def _config_path(argv: list[str]) -> str:
   return "the --config file"
 
 
+def _start_distributed() -> bool:
+  """jax.distributed from the flags/environment, before anything else touches JAX."""
+  from cv.lib import distributed
+  try:
+    settings = distributed.Settings.from_env(
+        enabled=_DISTRIBUTED.value, coordinator_address=_COORDINATOR.value,
+        num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+        initialization_timeout_s=_INIT_TIMEOUT.value, heartbeat_timeout_s=_HEARTBEAT.value,
+        shutdown_timeout_s=_SHUTDOWN.value)
+    distributed.check(settings)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  return distributed.initialize(settings)
+
+
 def main(argv: list[str]) -> None:
   del argv
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # library INFO logs (Orbax, clu) are noise for users
+  multiprocess = _start_distributed()
+  try:
+    _train(multiprocess)
+  except SystemExit:
+    raise
+  except BaseException as e:  # noqa: BLE001 - see below
+    if not multiprocess:
+      raise
+    # A raising process would otherwise wait in the runtime's shutdown barrier for peers that
+    # are themselves blocked in a collective waiting for it: leave at once instead, so they stop
+    # within the heartbeat timeout.
+    import traceback
+    from cv.lib import distributed
+    from cv.lib.errors import UserError
+    detail = f"error: {e}" if isinstance(e, UserError) else traceback.format_exc()
+    distributed.abort_peers_fast(f"{detail}\nprocess stopped; the other processes of this run "
+                                 f"stop within --heartbeat_timeout={_HEARTBEAT.value} s")
+
+
+def _train(multiprocess: bool) -> None:
+  import jax
   from cv.lib import fileio
   from cv.lib.errors import UserError
 
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # library INFO logs (Orbax, clu) are noise for users
   config = _CONFIG.value
   if config is None:
     raise app.UsageError("--config is required, e.g. --config=cv/configs/k600_vq.py")
   workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
   os.makedirs(workdir, exist_ok=True)
+  is_chief = jax.process_index() == 0
   trainers = available_trainers()
   if config.trainer not in trainers:
     print(f"error: config.trainer={config.trainer!r} is not a trainer; available: {', '.join(trainers)}",
           file=sys.stderr)
     sys.exit(2)
-  fileio.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  if is_chief:
+    fileio.write_json(os.path.join(workdir, "config.json"), config.to_dict())
   print(f"cv: trainer={config.trainer} workdir={os.path.abspath(workdir)}", flush=True)
   module = importlib.import_module(f"cv.trainers.{config.trainer}")
   try:
     module.train_and_evaluate(config, workdir)
   except UserError as e:
+    if multiprocess:
+      raise
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

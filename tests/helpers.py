@@ -10,11 +10,11 @@ import numpy as np
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
-def main_env() -> dict[str, str]:
+def main_env(devices: int = 4) -> dict[str, str]:
   env = dict(os.environ)
   # 4 fake devices; and fast, less optimised compilation: tests run each program a few times, and
   # the deep models (S3D) otherwise spend most of a smoke run compiling.
-  env["XLA_FLAGS"] = ("--xla_force_host_platform_device_count=4 "
+  env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={devices} "
                       "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
   env["JAX_PLATFORMS"] = "cpu"
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -27,16 +27,59 @@ def main_cmd(config: str, workdir: str, *overrides: str) -> list[str]:
   return [sys.executable, "-m", "cv.main", f"--config={config}", f"--workdir={workdir}", *overrides]
 
 
-def run_main(config: str, workdir: str, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
-  return subprocess.run(main_cmd(config, workdir, *overrides), cwd=ROOT, env=main_env(),
+def run_main(config: str, workdir: str, *overrides: str, timeout: int = 600, devices: int = 4
+             ) -> subprocess.CompletedProcess:
+  return subprocess.run(main_cmd(config, workdir, *overrides), cwd=ROOT, env=main_env(devices),
                         capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def start_processes(config: str, workdir: str, *overrides: str, processes: int = 2,
+                    devices_per_process: int = 2, heartbeat: int = 10, shutdown: int = 15,
+                    port: int | None = None) -> list[subprocess.Popen]:
+  """Starts `processes` copies of `cv.main` joined by jax.distributed on 127.0.0.1 (each with
+  `devices_per_process` fake CPU devices), as a user launches a multi-process run."""
+  port = port or free_port()
+  env = main_env(devices_per_process)
+  procs = []
+  for i in range(processes):
+    cmd = main_cmd(config, workdir, *overrides, f"--coordinator_address=127.0.0.1:{port}",
+                   f"--num_processes={processes}", f"--process_id={i}",
+                   f"--heartbeat_timeout={heartbeat}", f"--shutdown_timeout={shutdown}",
+                   "--initialization_timeout=120")
+    procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True))
+  return procs
+
+
+def run_processes(config: str, workdir: str, *overrides: str, timeout: int = 600, **kwargs
+                  ) -> list[subprocess.CompletedProcess]:
+  """`start_processes`, then waits for all (killing them all on timeout)."""
+  procs = start_processes(config, workdir, *overrides, **kwargs)
+  out = []
+  try:
+    for p in procs:
+      stdout, stderr = p.communicate(timeout=timeout)
+      out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.communicate()
+  return out
 
 
 def load_state(ckpt_dir: str, step: int) -> dict:
   """The saved train state of `step` as a nested dict of numpy arrays."""
-  import orbax.checkpoint as ocp
-  state = ocp.StandardCheckpointer().restore(os.path.join(ckpt_dir, str(step), "state"))
   import jax
+  from cv.lib import checkpoint
+  state, _ = checkpoint.load_state_tree(os.path.dirname(os.path.abspath(ckpt_dir)), step)
   return jax.tree.map(np.asarray, state)
 
 

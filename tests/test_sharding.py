@@ -59,3 +59,37 @@ def test_fsdp_shards_large_leaves_only():
   sh = sharding_lib.state_shardings(tree, m, fsdp_min_size=1000)
   assert sh["big"].spec == jax.sharding.PartitionSpec(None, "fsdp")
   assert sh["small"].spec == jax.sharding.PartitionSpec()
+
+
+def test_sharding_rules_place_matching_leaves_first():
+  m = mesh_lib.make_mesh([("data", 2), ("fsdp", -1)])
+  tree = {"params": {"conv": {"kernel": jax.ShapeDtypeStruct((3, 3, 8, 16), np.float32),
+                              "bias": jax.ShapeDtypeStruct((16,), np.float32)},
+                     "big": jax.ShapeDtypeStruct((512, 1024), np.float32)}}
+  rules = [(r"conv/kernel$", (None, None, None, "fsdp")), (r"big$", ())]
+  sh = sharding_lib.state_shardings(tree, m, fsdp_min_size=1000, rules=rules)
+  P = jax.sharding.PartitionSpec
+  assert sh["params"]["conv"]["kernel"].spec == P(None, None, None, "fsdp")
+  assert sh["params"]["big"].spec == P()  # a rule overrides the size-based default
+  assert sh["params"]["conv"]["bias"].spec == P()
+  with pytest.raises(ValueError, match="names axis 'model'"):
+    sharding_lib.state_shardings(tree, m, rules=[("kernel", ("model",))])
+  with pytest.raises(ValueError, match=r"params/conv/bias \(shape \(15,\)\).*does not divide"):
+    sharding_lib.state_shardings({"params": {"conv": {"bias": jax.ShapeDtypeStruct((15,), np.float32)}}},
+                                 m, rules=[("bias", ("fsdp",))])
+
+
+def test_fsdp_rules_train_through_main(tmp_path):
+  """A data x fsdp mesh (tuple override from the command line) with rule-sharded encoder kernels
+  trains."""
+  from tests import helpers
+  r = helpers.run_main("cv/configs/k600_vq.py:cr=192,smoke", str(tmp_path / "wd"),
+                       "--config.total_steps=2", "--config.eval_every=0",
+                       "--config.mesh=(('data', 2), ('fsdp', 2))",
+                       "--config.sharding.rules=(('encoder/ReflectConv_0/Conv_0/kernel$', (None, None, None, 'fsdp')),)")
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "mesh: {'data': 2, 'fsdp': 2}" in r.stdout
+  bad = helpers.run_main("cv/configs/k600_vq.py:cr=192,smoke", str(tmp_path / "bad"),
+                         "--config.sharding.rules=(('encoder/.*kernel$', ('model',)),)")
+  assert bad.returncode == 1 and "Traceback" not in bad.stderr
+  assert "names axis 'model'" in bad.stderr

@@ -5,10 +5,12 @@
       [--codec=FILE_OR_WORKDIR] [--num_shards=16] [--chunk_frames=0] \
       [--short_side=64 --crop=64 --stride=1 --max_frames=0] \
       [--process_index=0 --process_count=1]
+      [--coordinator_address=HOST:PORT --num_processes=N --process_id=I | --distributed]
 
 Without --root it encodes the built-in demo dataset. Resumable: re-running skips finished
 shards. Several processes (machines) can share the work: give each its --process_index out of
---process_count; the manifest appears when the last shard is done. Bad videos are skipped and
+--process_count, or start one copy per machine in a jax.distributed run (the same flags as
+`cv.main`); the manifest appears when the last shard is done. Bad videos are skipped and
 listed in the manifest. WalkingTours walks (--format=walking_tours --splits=train,test
 --chunk_frames=10) are streamed and stored one record per chunk, one shard per walk.
 """
@@ -40,14 +42,26 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--process_count", type=int, default=1)
   parser.add_argument("--strict", action="store_true", help="fail on the first bad video")
   parser.add_argument("--quiet", action="store_true")
+  from cv.lib import distributed
+  distributed.add_arguments(parser)
   args = parser.parse_args(argv)
   if not 0 <= args.process_index < args.process_count:
     parser.error(f"--process_index={args.process_index} must be in [0, {args.process_count})")
+  settings = distributed.settings_from_args(args)
+  try:
+    distributed.check(settings)
+  except ValueError as e:
+    parser.error(str(e))
+  if settings.enabled and args.process_count > 1:
+    parser.error("give either --process_index/--process_count or the jax.distributed options")
 
   from absl import logging
   logging.set_verbosity(logging.ERROR)
+  if distributed.initialize(settings):
+    import jax
+    args.process_index, args.process_count = jax.process_index(), jax.process_count()
   from cv.codec.neural import NeuralCodec
-  from cv.data import encode
+  from cv.data import code_shards, encode
   from cv.lib.errors import UserError
   try:
     root = args.root
@@ -63,11 +77,17 @@ def main(argv: list[str] | None = None) -> int:
         splits=[s for s in args.splits.split(",") if s], num_shards=args.num_shards,
         process_index=args.process_index, process_count=args.process_count, strict=args.strict,
         progress=not args.quiet)
+    if settings.enabled:  # every process's shards are finished after this: the last wrote the manifest
+      distributed.barrier("encode_dataset")
+      if os.path.exists(os.path.join(args.out, code_shards.MANIFEST)):
+        path = os.path.join(args.out, code_shards.MANIFEST)
     if path:
       print(f"wrote {path}")
     else:
       print("this process is done; the manifest is written when every process has finished")
   except (UserError, ValueError) as e:
+    if settings.enabled:  # do not leave the other processes waiting at the barrier
+      distributed.abort_peers_fast(f"error: {e}")
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0

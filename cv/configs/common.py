@@ -64,8 +64,10 @@ def base_config(trainer: str, *, smoke: bool) -> mlc.ConfigDict:
   c.seed = 0
   # Mesh: list of (axis name, size); -1 takes the remaining devices. Batches are split over
   # `data` (and `fsdp` when present); params are replicated unless sharded by `sharding`.
-  c.mesh = [("data", -1)]
-  c.sharding = mlc.ConfigDict(dict(fsdp_min_size=2**18))
+  c.mesh = (("data", -1),)
+  # Parameter placement (cv/lib/sharding.py): `rules` = [(path regex, spec tuple)], first match
+  # wins; otherwise leaves of >= fsdp_min_size elements split over an `fsdp` mesh axis.
+  c.sharding = mlc.ConfigDict(dict(fsdp_min_size=2**18, rules=()))
   c.total_steps = 20 if smoke else 1000
   c.log_every = 5 if smoke else 50
   c.ckpt_every = 10 if smoke else 250

@@ -10,7 +10,9 @@ that says what to do.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -73,6 +75,18 @@ def _wait_for_manifest(root: str, timeout_s: float = 24 * 3600) -> None:
     time.sleep(2.0)
 
 
+@contextlib.contextmanager
+def _exclusive(root: str):
+  """An advisory lock (`<root>.lock`) held while this run encodes into `root`."""
+  os.makedirs(os.path.dirname(os.path.abspath(root)) or ".", exist_ok=True)
+  with open(os.path.abspath(root) + ".lock", "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def ensure_codes(config: mlc.ConfigDict, codec: NeuralCodec, codec_path: str
                  ) -> tuple[str, dict[str, Any]]:
   """(shard folder, manifest) for `config.data` encoded by `codec`; encodes them if missing."""
@@ -82,14 +96,22 @@ def ensure_codes(config: mlc.ConfigDict, codec: NeuralCodec, codec_path: str
   root = os.path.expanduser(codes.root) if codes.root else _default_root(dataset_root, data,
                                                                            codec, spec)
   manifest_path = os.path.join(root, code_shards.MANIFEST)
-  if not os.path.exists(manifest_path) or (not codes.root and _missing_shards(root)):
-    print(f"codes: encoding {dataset_root} with codec {codec.codec_id} into {root} (once; later "
-          f"runs reuse it)", flush=True)
-    encode.encode_dataset(dataset_root, root, codec, spec, codec_path=codec_path,
-                          data_format=data.format, splits=(data.train_split, data.eval_split),
-                          num_shards=codes.num_shards, process_index=jax.process_index(),
-                          process_count=jax.process_count(), strict=data.strict,
-                          progress=jax.process_index() == 0)
+
+  def needed() -> bool:
+    return not os.path.exists(manifest_path) or (not codes.root and _missing_shards(root))
+
+  if needed():
+    # Separate runs (not processes of one run, which split the shards) that share the cache
+    # take turns: the second finds the first's shards finished.
+    with _exclusive(root) if jax.process_count() == 1 else contextlib.nullcontext():
+      if needed():
+        print(f"codes: encoding {dataset_root} with codec {codec.codec_id} into {root} (once; "
+              f"later runs reuse it)", flush=True)
+        encode.encode_dataset(dataset_root, root, codec, spec, codec_path=codec_path,
+                              data_format=data.format, splits=(data.train_split, data.eval_split),
+                              num_shards=codes.num_shards, process_index=jax.process_index(),
+                              process_count=jax.process_count(), strict=data.strict,
+                              progress=jax.process_index() == 0)
     _wait_for_manifest(root)
   manifest = code_shards.load_manifest(root)
   code_shards.check_codec(manifest, codec.codec_id, codec.config_hash, root)

@@ -6,7 +6,9 @@ step, which makes the resumed data order identical to an uninterrupted run.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 from typing import Any
 
 import grain
@@ -37,9 +39,16 @@ class Checkpointer:
     return saved
 
   def restore(self, step: int, abstract_state: Any, data_iter: Any) -> tuple[Any, dict]:
-    """Restores into `abstract_state` (ShapeDtypeStructs with target shardings) and `data_iter`."""
+    """Restores into `abstract_state` (ShapeDtypeStructs with target shardings) and `data_iter`.
+
+    The state may have been saved by a different number of processes or devices: it is resharded
+    onto the target shardings. The data iterator position is remapped when the process count
+    changed (see `_remap_iterator`)."""
+    import jax
     items = dict(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())
-    if data_iter is not None:
+    saved_count = _iterator_process_count(os.path.join(self.directory, str(step), "data_iter"))
+    remap = data_iter is not None and saved_count not in (None, jax.process_count())
+    if data_iter is not None and not remap:
       items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
     try:
       restored = self._mngr.restore(step, args=ocp.args.Composite(**items))
@@ -48,6 +57,9 @@ class Checkpointer:
           f"could not restore checkpoint step {step} from {self.directory}: {e}\n"
           "The checkpoint does not match this config (model/optimizer/data pipeline changed?). "
           "Use a new --workdir, or delete the checkpoints folder to start over.") from e
+    if remap:
+      _remap_iterator(os.path.join(self.directory, str(step), "data_iter"), saved_count, step,
+                      data_iter)
     return restored.state, dict(restored.meta)
 
   def wait(self) -> None:
@@ -56,6 +68,47 @@ class Checkpointer:
   def close(self) -> None:
     self._mngr.wait_until_finished()
     self._mngr.close()
+
+
+_ITER_FILE = re.compile(r"process_(\d+)-of-(\d+)\.json$")
+
+
+def _iterator_process_count(folder: str) -> int | None:
+  """How many processes wrote the iterator states in `folder` (None if there are none)."""
+  if not os.path.isdir(folder):
+    return None
+  counts = {int(m.group(2)) for m in map(_ITER_FILE.match, os.listdir(folder)) if m}
+  return counts.pop() if len(counts) == 1 else None
+
+
+def _remap_iterator(folder: str, saved_count: int, step: int, data_iter: Any) -> None:
+  """Positions `data_iter` after `step` global batches when the run resumes with a different
+  process count. Every process reads its own slice of every global batch (`pipeline.train_iterator`),
+  so a position saved as `next_index` (examples of this process consumed) scales with the
+  per-process batch: saved_local = next_index / step, local = saved_local * saved_count / count."""
+  import jax
+  path = os.path.join(folder, f"process_0-of-{saved_count}.json")
+  try:
+    with open(path) as f:
+      saved = json.loads(f.read())
+  except (OSError, ValueError) as e:
+    raise RuntimeError(f"{path}: cannot read the data iterator position ({e})") from e
+  count = jax.process_count()
+  if not (isinstance(saved, dict) and set(saved) == {"next_index"} and step > 0):
+    raise RuntimeError(
+        f"{path}: this checkpoint was written by {saved_count} process(es) and this run has "
+        f"{count}; its data iterator state ({str(saved)[:80]}) cannot be remapped (it comes from "
+        f"multiprocess data workers). Resume with {saved_count} process(es), or set "
+        f"config.data.worker_count=0 for runs that change their process count.")
+  local_saved, rest = divmod(int(saved["next_index"]), step)
+  total = local_saved * saved_count
+  if rest or total % count:
+    raise RuntimeError(
+        f"{path}: the global batch ({total} examples, from {saved_count} process(es)) cannot be "
+        f"split over {count} processes; resume with a process count that divides it")
+  data_iter.set_state({"next_index": step * (total // count)})
+  logging.warning("checkpoint step %d was written by %d process(es), resuming with %d: data "
+                  "position remapped to the same global batch", step, saved_count, count)
 
 
 def finished_steps(workdir: str) -> list[int]:

@@ -20,6 +20,7 @@ from absl import logging
 from clu import periodic_actions
 
 from cv.lib import checkpoint as ckpt_lib
+from cv.lib import distributed
 from cv.lib import fileio
 from cv.lib import mesh as mesh_lib
 from cv.lib import reporting
@@ -39,7 +40,9 @@ class Task:
   train_step: (state, global batch) -> (state, scalar metrics). Pure; jitted with donation.
   make_train_iter: builds a fresh, checkpointable iterator (Grain) of process-local numpy batches
     whose leading dimension is the per-process batch size.
-  evaluate: (state) -> (scalars, images), run on the host at the eval cadence and at the end.
+  evaluate: (state) -> (scalars, images), run on the host at the eval cadence and at the end; in a
+    multi-process run on every process, with a process-local state, combining the per-process
+    outputs of `pipeline.eval_batches` with `distributed.gather` so all processes agree.
   data_stats: optional () -> scalars about the input (e.g. skipped bad videos), logged with train.
   """
   init: Callable[[jax.Array], TrainState]
@@ -80,7 +83,9 @@ def run(config: mlc.ConfigDict, workdir: str, task: Task) -> dict[str, float]:
 
   rng = jax.random.PRNGKey(config.seed)
   abstract = jax.eval_shape(task.init, rng)
-  state_sh = sharding_lib.state_shardings(abstract, mesh, fsdp_min_size=config.sharding.fsdp_min_size)
+  state_sh = sharding_lib.state_shardings(abstract, mesh,
+                                         fsdp_min_size=config.sharding.fsdp_min_size,
+                                         rules=[tuple(r) for r in config.sharding.get("rules", [])])
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract, state_sh)
 
@@ -116,7 +121,9 @@ def run(config: mlc.ConfigDict, workdir: str, task: Task) -> dict[str, float]:
       return {}
     with console.pause():
       t0 = time.monotonic()
-      scalars, images = task.evaluate(state)
+      # In a multi-process run every process evaluates on a local copy of the state: trainers
+      # combine their per-process outputs with `distributed.gather`.
+      scalars, images = task.evaluate(distributed.local_state(state))
       scalars = {f"eval/{k}": float(v) for k, v in scalars.items()}
       writer.write_scalars(step, scalars)
       if images:

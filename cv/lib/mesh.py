@@ -13,6 +13,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from cv.lib.errors import ConfigError
+
 BATCH_AXES = ("data", "fsdp")
 
 
@@ -22,17 +24,17 @@ def make_mesh(spec: Sequence[Sequence], devices: Sequence[jax.Device] | None = N
   names = tuple(str(n) for n, _ in spec)
   sizes = [int(s) for _, s in spec]
   if len(set(names)) != len(names):
-    raise ValueError(f"config.mesh {list(spec)}: axis names must be unique")
+    raise ConfigError(f"config.mesh {list(spec)}: axis names must be unique")
   if sizes.count(-1) > 1:
-    raise ValueError(f"config.mesh {list(spec)}: at most one axis may have size -1")
+    raise ConfigError(f"config.mesh {list(spec)}: at most one axis may have size -1")
   known = math.prod(s for s in sizes if s != -1)
   if -1 in sizes:
     if len(devices) % known:
-      raise ValueError(f"config.mesh {list(spec)}: {len(devices)} devices are not divisible by "
+      raise ConfigError(f"config.mesh {list(spec)}: {len(devices)} devices are not divisible by "
                        f"the fixed axes ({known})")
     sizes[sizes.index(-1)] = len(devices) // known
   if math.prod(sizes) != len(devices):
-    raise ValueError(f"config.mesh {list(spec)} needs {math.prod(sizes)} devices but "
+    raise ConfigError(f"config.mesh {list(spec)} needs {math.prod(sizes)} devices but "
                      f"{len(devices)} are available; use -1 for one axis to take the rest")
   arr = np.asarray(devices, dtype=object).reshape(sizes)
   return Mesh(arr, names, axis_types=(AxisType.Auto,) * len(names))

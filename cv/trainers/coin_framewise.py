@@ -35,7 +35,7 @@ import optax
 
 from cv.codec.neural import NeuralCodec
 from cv.data import code_cache, code_shards, datasets, framewise, pipeline
-from cv.lib import loop, metrics, optim, visualize
+from cv.lib import distributed, loop, metrics, optim, visualize
 from cv.lib.errors import ConfigError
 from cv.lib.train_state import TrainState
 from cv.models.code_input import CodeEmbed
@@ -148,6 +148,8 @@ def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable
                                        num_threads=config.data.num_threads):
       probs = np.asarray(jax.device_get(predict(state.params, state.model_state,
                                                 {data.input_key: batch[data.input_key]})))
+      probs, batch = distributed.gather(
+          (probs, {k: batch[k] for k in ("mask", "index", "start", "frame_mask", "labels")}))
       for b in np.flatnonzero(batch["mask"] > 0):
         v, start, real = int(batch["index"][b]), int(batch["start"][b]), batch["frame_mask"][b] > 0
         frames = start + np.flatnonzero(real)

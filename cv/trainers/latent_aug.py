@@ -30,7 +30,7 @@ from cv.augment import ops
 from cv.augment.latent import build_net, write_info
 from cv.codec.neural import NeuralCodec
 from cv.data import datasets, pipeline
-from cv.lib import loop, metrics, optim
+from cv.lib import distributed, loop, metrics, optim
 from cv.lib.errors import ConfigError
 from cv.lib.train_state import TrainState
 from cv.models.vqvae import VQVAE
@@ -135,13 +135,15 @@ def make_task(config: mlc.ConfigDict, codec: NeuralCodec, train_records: list[di
                                        global_batch=config.eval_batch_size,
                                        num_threads=data.num_threads):
       n = batch["video"].shape[0]
-      # Fixed parameters per held-out clip (by position), so every evaluation scores the same
-      # task; flips always happen (an unflipped clip would score the no-op as perfect).
+      # Fixed parameters per held-out clip (by position in the global batch), so every
+      # evaluation scores the same task with any process count; flips always happen (an
+      # unflipped clip would score the no-op as perfect).
       p = ops.sample_params(jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), offset), spec,
-                            n, **{**ranges, "flip_prob": 1.0})
+                            config.eval_batch_size, **{**ranges, "flip_prob": 1.0})
+      p = p[jax.process_index() * n:(jax.process_index() + 1) * n]
       offset += 1
       scores, vids = jax.device_get(eval_fn(state.params, batch["video"], p))
-      means.add(scores, batch["mask"])
+      means.add(*distributed.gather((scores, batch["mask"])))
       if not images:
         images["augmentations"] = augmentation_grid(vids, config.num_images)
     return {**means.result(), "num_clips": means.count}, images

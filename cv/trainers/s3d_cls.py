@@ -26,7 +26,7 @@ import optax
 from cv.augment.latent import LatentAugmenter
 from cv.codec.neural import NeuralCodec
 from cv.data import code_cache, code_clips, code_shards, datasets, pipeline
-from cv.lib import loop, metrics, optim, visualize
+from cv.lib import distributed, loop, metrics, optim, visualize
 from cv.lib.errors import ConfigError
 from cv.lib.train_state import TrainState
 from cv.models.code_input import CodeEmbed
@@ -252,6 +252,7 @@ def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable
                                        num_threads=config.data.num_threads, views=views):
       probs = np.asarray(jax.device_get(predict(state.params, state.model_state,
                                                 {data.input_key: batch[data.input_key]})))
+      probs, batch = distributed.gather((probs, {k: batch[k] for k in ("mask", "index", "label")}))
       real = batch["mask"] > 0
       idx, lab = batch["index"][real], batch["label"][real]
       np.add.at(sums, idx, probs[real])

@@ -19,7 +19,7 @@ import optax
 from absl import logging
 
 from cv.data import datasets, pipeline
-from cv.lib import loop, metrics, optim, rate
+from cv.lib import distributed, loop, metrics, optim, rate
 from cv.lib.train_state import TrainState
 from cv.models.vqvae import VQVAE
 
@@ -113,7 +113,9 @@ def make_task(config: mlc.ConfigDict, model: VQVAE, train_records: list[dict],
     for batch in pipeline.eval_batches(eval_records, eval_load, global_batch=config.eval_batch_size,
                                        num_threads=data.num_threads):
       scores, c, recon = jax.device_get(eval_fn(state.params, state.model_state, batch["video"]))
-      means.add(scores, batch["mask"])
+      scores, mask, c = distributed.gather((scores, batch["mask"], np.asarray(c)[None]))
+      means.add(scores, mask)
+      c = c.sum(0)
       counts = c if counts is None else counts + c  # padded repeats barely change usage stats
       if not images:
         images["reconstructions"] = reconstruction_grid(batch["video"], recon, config.num_images)
