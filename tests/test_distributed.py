@@ -88,6 +88,11 @@ def test_vq_codec_two_processes_match_one_and_resume_on_another_device_count(tmp
   for k in ("train/loss", "eval/psnr", "eval/ssim"):
     assert b[k] == pytest.approx(a[k], rel=2e-3), k
 
+  # A checkpoint of another model is refused with a message, not a traceback.
+  r3 = helpers.run_main("cv/configs/k600_vq.py:cr=768,smoke", multi, "--config.total_steps=20")
+  assert r3.returncode == 1 and "Traceback" not in r3.stderr, r3.stderr[-2000:]
+  assert "could not restore checkpoint step 16" in r3.stderr
+
 
 @pytest.mark.slow
 def test_s3d_cls_two_processes_match_one(tmp_path):

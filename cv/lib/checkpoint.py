@@ -15,6 +15,8 @@ import grain
 import orbax.checkpoint as ocp
 from absl import logging
 
+from cv.lib.errors import CheckpointError
+
 
 class Checkpointer:
   """Saves every `save_every` steps (and on `force`), keeps the newest `keep`."""
@@ -53,7 +55,7 @@ class Checkpointer:
     try:
       restored = self._mngr.restore(step, args=ocp.args.Composite(**items))
     except (ValueError, KeyError, TypeError) as e:
-      raise RuntimeError(
+      raise CheckpointError(
           f"could not restore checkpoint step {step} from {self.directory}: {e}\n"
           "The checkpoint does not match this config (model/optimizer/data pipeline changed?). "
           "Use a new --workdir, or delete the checkpoints folder to start over.") from e
@@ -92,10 +94,10 @@ def _remap_iterator(folder: str, saved_count: int, step: int, data_iter: Any) ->
     with open(path) as f:
       saved = json.loads(f.read())
   except (OSError, ValueError) as e:
-    raise RuntimeError(f"{path}: cannot read the data iterator position ({e})") from e
+    raise CheckpointError(f"{path}: cannot read the data iterator position ({e})") from e
   count = jax.process_count()
   if not (isinstance(saved, dict) and set(saved) == {"next_index"} and step > 0):
-    raise RuntimeError(
+    raise CheckpointError(
         f"{path}: this checkpoint was written by {saved_count} process(es) and this run has "
         f"{count}; its data iterator state ({str(saved)[:80]}) cannot be remapped (it comes from "
         f"multiprocess data workers). Resume with {saved_count} process(es), or set "
@@ -103,7 +105,7 @@ def _remap_iterator(folder: str, saved_count: int, step: int, data_iter: Any) ->
   local_saved, rest = divmod(int(saved["next_index"]), step)
   total = local_saved * saved_count
   if rest or total % count:
-    raise RuntimeError(
+    raise CheckpointError(
         f"{path}: the global batch ({total} examples, from {saved_count} process(es)) cannot be "
         f"split over {count} processes; resume with a process count that divides it")
   data_iter.set_state({"next_index": step * (total // count)})

@@ -11,3 +11,7 @@ class ConfigError(UserError, ValueError):
 
 class NonFiniteError(UserError, FloatingPointError):
   """Loss or gradients became NaN/Inf; training stopped, the last good checkpoint is kept."""
+
+
+class CheckpointError(UserError, RuntimeError):
+  """A checkpoint that cannot be restored into this run (the message says how to proceed)."""
