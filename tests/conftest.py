@@ -1,4 +1,4 @@
-"""Test setup: 4 fake CPU devices (set before JAX is imported), demo-data, code and compilation caches."""
+"""Test setup: 4 fake CPU devices (set before JAX is imported), and demo-data and code caches."""
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
@@ -6,12 +6,6 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CV_DEMO_DIR", os.path.join(os.path.dirname(__file__), "..", ".cache", "test_demo"))
 os.environ.setdefault("CV_CODES_DIR", os.path.join(os.path.dirname(__file__), "..", ".cache", "test_codes"))
-# Persistent XLA compilation cache shared by the test process and every `cv.main` it starts: the
-# same smoke programs are compiled by many tests (halves a smoke run's wall time on 2 cores).
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(os.path.dirname(__file__), "..", ".cache", "test_jax_cache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402
 

@@ -88,7 +88,8 @@ def check(s: Settings) -> None:
   if not s.enabled:
     return
   given = [s.coordinator_address is not None, s.num_processes is not None, s.process_id is not None]
-  if any(given) and not all(given):
+  # An address alone is fine on clusters where JAX detects the count and index (e.g. SLURM).
+  if (given[1] or given[2]) and not all(given):
     missing = [n for n, g in zip(("--coordinator_address", "--num_processes", "--process_id"), given)
                if not g]
     raise ValueError(f"multi-process run: also give {', '.join(missing)} (or the environment "
