@@ -220,6 +220,7 @@ def test_augment_figure_with_a_trained_network(tmp_path):
   _check_augment(stdout, report["figures"], "trained")
 
 
+@pytest.mark.slow
 def test_memory_figure_codes_vs_rgb(tmp_path):
   stdout, report = _bench(tmp_path, "memory", "--smoke", "--minutes=0.25")
   assert report["args"]["smoke"] is True and report["args"]["minutes"] == [0.25]

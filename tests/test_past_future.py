@@ -50,6 +50,7 @@ def _sequential(model, features, codes, params, rng):
   return grads, jnp.stack(logits), q_index
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("memory,group", [("none", 2), ("lstm", 1), ("slot", 3)])
 def test_walk_pass_equals_per_chunk_gradients(memory, group):
   model, features, codes, params = _setup(memory)
