@@ -10,12 +10,6 @@ os.environ.setdefault("CV_CODES_DIR", os.path.join(os.path.dirname(__file__), ".
 import pytest  # noqa: E402
 
 
-def pytest_collection_modifyitems(config, items):
-  """End-to-end runs (marked `slow`) first: with several workers (`pytest -n 2`) the long runs
-  start early and the many short tests fill the end, instead of one long run finishing alone."""
-  items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)  # stable
-
-
 from tests.helpers import write_clip as _clip  # noqa: E402
 
 HEADER = "label,youtube_id,time_start,time_end,split\n"
