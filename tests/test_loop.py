@@ -71,3 +71,25 @@ def test_run_writes_metrics_and_resumes(tmp_path):
   final2 = loop.run(_config(total=8), wd, _task(None))
   assert final2["step"] == 8
   assert helpers.finished_steps(os.path.join(wd, "checkpoints"))[-1] == 8
+
+
+def test_checkpoint_of_small_replicated_arrays_compiles_nothing(tmp_path, caplog):
+  """Orbax would split every replicated array over its replicas, compiling a slice per shape and
+  device (seconds per save for a model with many small shapes); small arrays are saved whole."""
+  from cv.lib import checkpoint
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+  assert mesh.size == 4
+  repl = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  state = {f"p{i}": jax.device_put(jnp.full((i + 1, 3), float(i)), repl) for i in range(8)}
+  ckpt = checkpoint.Checkpointer(str(tmp_path), save_every=1, keep=1)
+  with jax.log_compiles(True), caplog.at_level("WARNING"):
+    ckpt.save(1, state, None, {"step": 1}, force=True)
+    ckpt.wait()
+  compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+  assert not compiled, compiled[:3]
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), state)
+  restored, meta = ckpt.restore(1, abstract, None)
+  ckpt.close()
+  assert meta == {"step": 1}
+  for k, v in state.items():
+    np.testing.assert_array_equal(np.asarray(restored[k]), np.asarray(v))

@@ -26,25 +26,30 @@ def _setup(memory: str):
   features = lambda c: table[c[..., 0]]
   model = pf.PastFuture(memory=memory, dim=DIM, adapter_features=4, max_slots=N, num_heads=2)
   chunk = features(codes[:1, 0])
-  params = model.init(jax.random.PRNGKey(1), pf.initial_state(memory, 1, DIM, N), chunk,
-                      chunk[:, :, :CROP, :CROP])["params"]
+  params = jax.jit(model.init)(jax.random.PRNGKey(1), pf.initial_state(memory, 1, DIM, N), chunk,
+                               chunk[:, :, :CROP, :CROP])["params"]
   return model, features, codes, params
 
 
 def _sequential(model, features, codes, params, rng):
-  """Reference: chunk after chunk, each step's gradient with the earlier memory constant."""
+  """Reference: chunk after chunk, each step's gradient with the earlier memory constant (one
+  compiled step, called N times)."""
   q_index, q_offset = trainer.draw_queries(rng, B, N, (G, G), CROP)
+
+  @jax.jit
+  def step(params, state, chunk, query, label):
+    def loss(p):
+      logit, new = model.apply({"params": p}, state, features(chunk), features(query))
+      return optax.sigmoid_binary_cross_entropy(logit, label).mean() / N, (logit, new)
+    (_, (logit, new)), g = jax.value_and_grad(loss, has_aux=True)(params)
+    return g, logit, new
+
   state = pf.initial_state(model.memory, B, DIM, N)
   grads, logits = jax.tree.map(jnp.zeros_like, params), []
   for t in range(N):
     query = trainer.crop_queries(codes[jnp.arange(B), q_index[t]], q_offset[t], CROP)
-    label = (q_index[t] <= t).astype(jnp.float32)
-
-    def loss(p, state=state, t=t, query=query, label=label):
-      logit, new = model.apply({"params": p}, state, features(codes[:, t]), features(query))
-      return optax.sigmoid_binary_cross_entropy(logit, label).mean() / N, (logit, new)
-
-    (_, (logit, state)), g = jax.value_and_grad(loss, has_aux=True)(params)
+    g, logit, state = step(params, state, codes[:, t], query,
+                           (q_index[t] <= t).astype(jnp.float32))
     grads = jax.tree.map(jnp.add, grads, g)
     logits.append(logit)
   return grads, jnp.stack(logits), q_index

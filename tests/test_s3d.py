@@ -161,6 +161,20 @@ def test_tiny_grids_and_temporal_logits():
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
 
 
+def test_shallow_model_keeps_the_stage_poolings(rgb_reference):
+  rgb, rgb_out = rgb_reference
+  blocks = ("Mixed_5b", "Mixed_3b", "Mixed_4c")  # any order: the network's order is used
+  feats, out = _intermediates(S3D(num_classes=7, width=0.125, mixed_blocks=blocks),
+                              (1, 8, 64, 64, 3))
+  assert feats["mixed_3b"] == rgb["mixed_3b"] and out == rgb_out
+  assert feats["pooled"] == (1, channels(256 + 320 + 128 + 128, 0.125))  # Mixed_5b's outputs
+  params = _shapes(S3D(num_classes=7, width=0.125, mixed_blocks=blocks), (1, 8, 64, 64, 3))[1]
+  assert sorted(k for k in params["params"] if k.startswith("Mixed")) == sorted(blocks)
+  for bad in ((), ("Mixed_6a",)):
+    with pytest.raises(ValueError, match="non-empty subset"):
+      _intermediates(S3D(num_classes=7, width=0.125, mixed_blocks=bad), (1, 8, 64, 64, 3))
+
+
 @pytest.fixture(scope="module")
 def codes_setup():
   """A tiny codes-mode classifier, 4 random clips of [4,8,8,16] codes, 2 labels, and one compiled

@@ -114,3 +114,13 @@ def test_val_label_missing_from_train_is_named(tmp_path, kinetics_root):
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
     assert "validate.csv:3: label 'zebra' does not occur in the" in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
+
+
+def test_unknown_mixed_block_is_a_config_error():
+  from cv.lib.errors import ConfigError
+  from cv.trainers import s3d_cls
+  c = k600_s3d.get_config("smoke")
+  assert s3d_cls.build_model(c, 8, NeuralCodec.load(None)).mixed_blocks == c.model.mixed_blocks
+  c.model.mixed_blocks = ("Mixed_3b", "Mixed_9z")
+  with pytest.raises(ConfigError, match=r"config.model.mixed_blocks=.*Mixed_9z"):
+    s3d_cls.build_model(c, 8, NeuralCodec.load(None))

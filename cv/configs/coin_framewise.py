@@ -58,7 +58,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       embed=arg.embed,
       embed_dim=32,  # per codebook, for embed=learned
   ))
-  c.model = mlc.ConfigDict(dict(width=arg.width, dropout=0.3, gating=True))
+  c.model = common.s3d_model_config(arg.width, arg.smoke)
   c.label_smoothing = 0.1
   c.eval = mlc.ConfigDict(dict(
       hop=16,          # frames between evaluation windows (overlapping windows are averaged)
@@ -78,7 +78,6 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     c.data.demo = dict(seed=0, num_training=3, num_testing=2, duration_seconds=(5.0, 6.0),
                        segment_seconds=(1.0, 2.0), gap_seconds=(0.5, 1.0), height=48, width=64)
     c.codes.num_shards = 2
-    c.model.width = 0.125
     c.eval.hop, c.eval.plot_videos = 4, 2
     c.batch_size, c.eval_batch_size = 8, 8
     c.optim.warmup_steps = 2

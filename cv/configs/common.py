@@ -57,6 +57,23 @@ def parse_arg(arg: str | None, **spec: Any) -> mlc.ConfigDict:
   return mlc.ConfigDict(values)
 
 
+# S3D-G's inception blocks (cv.models.s3d.MIXED): all nine, and one per stage for smoke sizes (a
+# third of the compile time; the stage poolings stay, so shapes match the full model's).
+S3D_BLOCKS = ("Mixed_3b", "Mixed_3c", "Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e", "Mixed_4f",
+              "Mixed_5b", "Mixed_5c")
+S3D_SMOKE_BLOCKS = ("Mixed_3b", "Mixed_4b", "Mixed_5b")
+
+
+def s3d_model_config(width: float, smoke: bool) -> mlc.ConfigDict:
+  """`config.model` of the S3D-G trainers (s3d_cls, coin_framewise)."""
+  return mlc.ConfigDict(dict(
+      width=0.125 if smoke else width,  # channel multiplier; 1.0 = the paper's S3D-G
+      dropout=0.3,
+      gating=True,
+      mixed_blocks=S3D_SMOKE_BLOCKS if smoke else S3D_BLOCKS,
+  ))
+
+
 def base_config(trainer: str, *, smoke: bool) -> mlc.ConfigDict:
   """The loop settings every run has (seed, mesh, cadences); trainers add their own sections."""
   c = mlc.ConfigDict()

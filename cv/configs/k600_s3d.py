@@ -67,7 +67,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       eval_crops=3,
       eval_flips=False,
   ))
-  c.model = mlc.ConfigDict(dict(width=arg.width, dropout=0.3, gating=True))
+  c.model = common.s3d_model_config(arg.width, arg.smoke)
   c.label_smoothing = 0.1
   c.eval_views = mlc.ConfigDict(dict(temporal=2, spatial=2, flip=False))
   c.batch_size = 16
@@ -84,7 +84,6 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     c.data.demo = dict(seed=0, train_per_class=2, validate_per_class=1, num_frames=12,
                        height=48, width=64)
     c.codes.num_shards = 2
-    c.model.width = 0.125
     c.batch_size, c.eval_batch_size = 8, 8
     c.optim.warmup_steps = 2
     c.total_steps, c.log_every, c.ckpt_every, c.eval_every = 6, 2, 3, 6

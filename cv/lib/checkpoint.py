@@ -17,6 +17,27 @@ from absl import logging
 
 from cv.lib.errors import CheckpointError
 
+# Replica-parallel saving splits each replicated array across its replicas so they copy to host in
+# parallel; every split compiles a slice per (shape, device), which for small arrays costs far
+# more than it saves (seconds per checkpoint of a model with many small, distinct shapes). Only
+# arrays with at least this many bytes per replica slice are split.
+MIN_REPLICA_SLICE_BYTES = 1 << 20
+
+
+def _register_array_handler() -> None:
+  import jax
+  from orbax.checkpoint._src.metadata import array_metadata_store
+  from orbax.checkpoint._src.serialization import type_handler_registry
+  type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(
+      jax.Array,
+      ocp.type_handlers.ArrayHandler(
+          min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
+          array_metadata_store=array_metadata_store.Store()),
+      override=True, ignore_warnings=True)
+
+
+_register_array_handler()
+
 
 class Checkpointer:
   """Saves every `save_every` steps (and on `force`), keeps the newest `keep`."""

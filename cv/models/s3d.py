@@ -264,6 +264,9 @@ class S3D(nn.Module):
     gating: S3D-G feature gating (False gives plain S3D).
     temporal_pool: True: average over T,H,W, logits [B, num_classes]. False: average over H,W only
       and return per-time-step logits [B, T_out, num_classes] (T_out = the final grid's length).
+    mixed_blocks: the inception blocks to keep (names from `MIXED`, any order; None = all nine,
+      the paper's model). Stage poolings stay, so a shallower model keeps the output grid; the
+      smoke configs use three blocks (one per stage) to keep test compilation short.
     dtype: computation dtype (params stay float32); logits are returned in float32.
 
   BatchNorm uses batch statistics when train=True (pass mutable=['batch_stats']) and running
@@ -276,6 +279,7 @@ class S3D(nn.Module):
   dropout: float = 0.2
   gating: bool = True
   temporal_pool: bool = True
+  mixed_blocks: tuple[str, ...] | None = None
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -305,11 +309,20 @@ class S3D(nn.Module):
     x = max_pool(x, (1, 3, 3), strides["pool3a"])
     self.sow("intermediates", "stem", x)
 
+    keep = set(MIXED if self.mixed_blocks is None else self.mixed_blocks)
+    if not keep or keep - set(MIXED):
+      raise ValueError(f"mixed_blocks={self.mixed_blocks!r}: use a non-empty subset of "
+                       f"{tuple(MIXED)}")
+    pooled = set()
     for name, (b0, (r1, b1), (r2, b2), b3) in MIXED.items():
-      if name == "Mixed_4b":
+      if name not in keep:
+        continue
+      stage = name[6]  # the stage's pooling comes before its first block, kept or not
+      if stage == "4" and stage not in pooled:
         x = max_pool(x, (3, 3, 3), (2, 2, 2))  # MaxPool4a
-      elif name == "Mixed_5b":
+      elif stage == "5" and stage not in pooled:
         x = max_pool(x, (2, 2, 2), (2, 2, 2))  # MaxPool5a
+      pooled.add(stage)
       x = Mixed(ch(b0), (ch(r1), ch(b1)), (ch(r2), ch(b2)), ch(b3), gating=self.gating, dtype=d,
                 name=name)(x, train)
       if name in ("Mixed_3b", "Mixed_4f", "Mixed_5c"):

@@ -30,7 +30,7 @@ from cv.lib import distributed, loop, metrics, optim, visualize
 from cv.lib.errors import ConfigError
 from cv.lib.train_state import TrainState
 from cv.models.code_input import CodeEmbed
-from cv.models.s3d import S3D
+from cv.models.s3d import MIXED, S3D
 from cv.models.vqvae import VQVAE
 
 INPUTS = ("codes", "rgb", "recon")
@@ -43,9 +43,17 @@ def build_model(config: mlc.ConfigDict, num_classes: int, codec: NeuralCodec | N
   if config.input == "codes":
     return S3D(num_classes=num_classes, width=m.width, mode="codes", dropout=m.dropout,
                gating=m.gating, input_factors=(codec.temporal_factor, codec.spatial_factor),
-               temporal_pool=temporal_pool)
+               temporal_pool=temporal_pool, mixed_blocks=_mixed_blocks(m))
   return S3D(num_classes=num_classes, width=m.width, mode="rgb", dropout=m.dropout,
-             gating=m.gating, temporal_pool=temporal_pool)
+             gating=m.gating, temporal_pool=temporal_pool, mixed_blocks=_mixed_blocks(m))
+
+
+def _mixed_blocks(m: mlc.ConfigDict) -> tuple[str, ...]:
+  blocks = tuple(m.mixed_blocks)
+  if not blocks or set(blocks) - set(MIXED):
+    raise ConfigError(f"config.model.mixed_blocks={blocks!r}: use a non-empty subset of "
+                      f"{tuple(MIXED)}")
+  return blocks
 
 
 def load_codec(config: mlc.ConfigDict) -> NeuralCodec | None:
