@@ -71,3 +71,14 @@ def test_levels_need_residual_quantizer():
 def test_unknown_rate_lists_available():
   with pytest.raises(ValueError, match="choose one of"):
     k600_vq.get_config("cr=100")
+
+
+def test_hour_long_walks_config():
+  """`:hour` trains on 1-hour demo walks one walk per step (a full pass with gradients)."""
+  from cv.configs import walkingtours_past_future as wt
+  c = wt.get_config("hour")
+  assert c.data.demo.length_seconds == 3600.0 and c.data.demo.num_walks == 4
+  chunks = c.data.demo.length_seconds * 10.0 / c.data.stride / c.data.chunk_frames  # 10 fps demo
+  assert chunks == 720 and c.batch_size == 1 and chunks % c.group == 0
+  assert c.total_steps == c.data.demo.num_walks - 1  # every training walk once
+  assert c.optim.warmup_steps < c.total_steps and c.eval.repeats == 1
