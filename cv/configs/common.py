@@ -10,6 +10,8 @@ from typing import Any
 
 import ml_collections as mlc
 
+from cv.models import s3d
+
 
 def _convert(name: str, raw: str, default: Any) -> Any:
   """Converts `raw` to the type of `default`, with an error that names the argument."""
@@ -57,10 +59,9 @@ def parse_arg(arg: str | None, **spec: Any) -> mlc.ConfigDict:
   return mlc.ConfigDict(values)
 
 
-# S3D-G's inception blocks (cv.models.s3d.MIXED): all nine, and one per stage for smoke sizes (a
-# third of the compile time; the stage poolings stay, so shapes match the full model's).
-S3D_BLOCKS = ("Mixed_3b", "Mixed_3c", "Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e", "Mixed_4f",
-              "Mixed_5b", "Mixed_5c")
+# S3D-G's inception blocks: all nine, and one per stage for smoke sizes (a third of the compile
+# time; the stage poolings stay, so shapes match the full model's).
+S3D_BLOCKS = tuple(s3d.MIXED)
 S3D_SMOKE_BLOCKS = ("Mixed_3b", "Mixed_4b", "Mixed_5b")
 
 
