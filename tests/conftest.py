@@ -1,10 +1,9 @@
 """Test setup: 4 fake CPU devices (set before JAX is imported), and demo-data and code caches."""
 import os
 
-# Fast, less optimised compilation (as for the cv.main subprocesses, tests/helpers.main_env): tests
-# run each program a few times at tiny sizes, so compiling dominates.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4 "
-                      "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
+from tests.helpers import FAST_COMPILE_FLAGS  # noqa: E402  (imports no JAX)
+
+os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=4 {FAST_COMPILE_FLAGS}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CV_DEMO_DIR", os.path.join(os.path.dirname(__file__), "..", ".cache", "test_demo"))

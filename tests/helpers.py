@@ -8,14 +8,15 @@ import sys
 import numpy as np
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+# Fast, less optimised compilation for every test process (conftest and `main_env`): tests run
+# each program a few times at tiny sizes, and the deep models (S3D) otherwise spend most of a
+# smoke run compiling.
+FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 
 
 def main_env(devices: int = 4) -> dict[str, str]:
   env = dict(os.environ)
-  # 4 fake devices; and fast, less optimised compilation: tests run each program a few times, and
-  # the deep models (S3D) otherwise spend most of a smoke run compiling.
-  env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={devices} "
-                      "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE_FLAGS}"
   env["JAX_PLATFORMS"] = "cpu"
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
   env.setdefault("CV_DEMO_DIR", os.path.join(ROOT, ".cache", "test_demo"))

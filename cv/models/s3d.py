@@ -75,6 +75,14 @@ MIXED: dict[str, tuple[int, tuple[int, int], tuple[int, int], int]] = {
 }
 
 
+def check_mixed_blocks(blocks: Sequence[str]) -> tuple[str, ...]:
+  """`blocks` as a tuple if it is a non-empty subset of MIXED's names, else a ValueError."""
+  blocks = tuple(blocks)
+  if not blocks or set(blocks) - set(MIXED):
+    raise ValueError(f"mixed_blocks={blocks!r}: use a non-empty subset of {tuple(MIXED)}")
+  return blocks
+
+
 def channels(c: int, width: float) -> int:
   """`c * width` rounded (half up) to a multiple of 8, at least 8 (keeps tiny test models valid)."""
   return max(8, int(c * width / 8 + 0.5) * 8)
@@ -309,10 +317,7 @@ class S3D(nn.Module):
     x = max_pool(x, (1, 3, 3), strides["pool3a"])
     self.sow("intermediates", "stem", x)
 
-    keep = set(MIXED if self.mixed_blocks is None else self.mixed_blocks)
-    if not keep or keep - set(MIXED):
-      raise ValueError(f"mixed_blocks={self.mixed_blocks!r}: use a non-empty subset of "
-                       f"{tuple(MIXED)}")
+    keep = set(check_mixed_blocks(MIXED if self.mixed_blocks is None else self.mixed_blocks))
     pooled = set()
     for name, (b0, (r1, b1), (r2, b2), b3) in MIXED.items():
       if name not in keep:

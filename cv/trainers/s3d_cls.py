@@ -30,7 +30,7 @@ from cv.lib import distributed, loop, metrics, optim, visualize
 from cv.lib.errors import ConfigError
 from cv.lib.train_state import TrainState
 from cv.models.code_input import CodeEmbed
-from cv.models.s3d import MIXED, S3D
+from cv.models.s3d import S3D, check_mixed_blocks
 from cv.models.vqvae import VQVAE
 
 INPUTS = ("codes", "rgb", "recon")
@@ -49,11 +49,10 @@ def build_model(config: mlc.ConfigDict, num_classes: int, codec: NeuralCodec | N
 
 
 def _mixed_blocks(m: mlc.ConfigDict) -> tuple[str, ...]:
-  blocks = tuple(m.mixed_blocks)
-  if not blocks or set(blocks) - set(MIXED):
-    raise ConfigError(f"config.model.mixed_blocks={blocks!r}: use a non-empty subset of "
-                      f"{tuple(MIXED)}")
-  return blocks
+  try:
+    return check_mixed_blocks(m.mixed_blocks)
+  except ValueError as e:
+    raise ConfigError(f"config.model.{e}") from None
 
 
 def load_codec(config: mlc.ConfigDict) -> NeuralCodec | None:
