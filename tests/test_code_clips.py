@@ -42,6 +42,25 @@ def test_eval_views_place_windows_and_crops_deterministically():
   assert np.array_equal(last["codes"], rec["codes"][6:10, 2:6, 5:9][:, :, ::-1])
 
 
+def test_codes_at_a_finer_frame_stride_give_strided_windows_at_every_phase():
+  # Codes encoded at stride 1 for clips at stride 3: each clip takes every third code frame and
+  # may start at any frame, so all three temporal phases occur in training.
+  rec = _record(t=12)
+  spec = code_clips.CodeClipSpec(num_steps=4, grid=4, step=3)
+  load = code_clips.LoadCodeClip(spec, train=True)
+  starts = set()
+  for seed in range(40):
+    c = load(rec, np.random.default_rng(seed))["codes"]
+    hits = [t for t in range(3) for y in range(3) for x in range(6)
+            if np.array_equal(rec["codes"][t:t + 10:3, y:y + 4, x:x + 4], c)]
+    assert hits, "not a strided window of the record"
+    starts.add(hits[0])
+  assert starts == {0, 1, 2}
+  last = code_clips.LoadCodeClip(spec, train=False)({**rec, "_view": (1.0, 0.0, False),
+                                                       "_index": 0})
+  assert np.array_equal(last["codes"], rec["codes"][2:12:3, 0:4, 0:4])
+
+
 def test_short_videos_repeat_the_last_code_frame_and_small_grids_fail_clearly():
   rec = _record(t=2)
   load = code_clips.LoadCodeClip(code_clips.CodeClipSpec(num_steps=4, grid=4), train=False)

@@ -114,15 +114,19 @@ def test_bad_codec_file_is_named(tmp_path):
     NeuralCodec.load(str(tmp_path / "missing.cvcodec"))
 
 
-def test_residual_codec_compresses_at_each_rate(tmp_path):
+def _tiny_rvq_codec(levels: int = 2) -> NeuralCodec:
   import jax
   from cv.models.vqvae import VQVAE
   cfg = dict(channels=[16, 16], num_codebooks=1, num_entries=256, code_dim=8, enc_res_blocks=1,
-             dec_res_blocks=1, quantizer_type="rvq", rvq_levels=2)
+             dec_res_blocks=1, quantizer_type="rvq", rvq_levels=levels)
   model = VQVAE(**{**cfg, "channels": (16, 16)})
   v = model.init({"params": jax.random.PRNGKey(0), "vq": jax.random.PRNGKey(1)},
                  np.zeros((1, 4, 32, 32, 3), np.float32))
-  codec = NeuralCodec(cfg, v["params"], v["vq"])
+  return NeuralCodec(cfg, v["params"], v["vq"])
+
+
+def test_residual_codec_compresses_at_each_rate(tmp_path):
+  codec = _tiny_rvq_codec()
   assert codec.num_levels == 2 and codec.nominal_cr(levels=1) == pytest.approx(2 * codec.nominal_cr())
   frames = np.random.default_rng(0).integers(0, 255, (8, 40, 48, 3), dtype=np.uint8)
   sizes = {}
@@ -139,3 +143,30 @@ def test_residual_codec_compresses_at_each_rate(tmp_path):
   assert sizes[2] == 2 * sizes[1]
   with pytest.raises(ValueError, match="residual level"):
     codec.encode(frames, levels=3)
+
+
+def test_compare_codecs_measures_every_rate_of_a_residual_codec(tmp_path):
+  import argparse
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "compare_codecs", os.path.join(helpers.ROOT, "tools", "compare_codecs.py"))
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  codec = _tiny_rvq_codec(levels=3)
+  path = str(tmp_path / "rvq.cvcodec")
+  codec.save(path)
+  roundtrips = tool.neural_roundtrips(path)
+  rates = [codec.nominal_cr(levels=lv) for lv in (1, 2, 3)]
+  assert list(roundtrips) == [f"ours-rvq/cr{r:.0f}" for r in rates]
+  frames = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+  sizes = []
+  for fn in roundtrips.values():
+    size, out = fn(frames)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    sizes.append(size)
+  # Each level adds one index per code position (8 bits at N=256): the files grow by that.
+  assert sizes[1] - sizes[0] == sizes[2] - sizes[1] == np.prod(codec.code_shape(8, 32, 32, 1))
+  assert set(tool.build_extra_codecs(argparse.Namespace(codec=["demo", path]))) == {
+      "ours/cr192", *roundtrips}
+  with pytest.raises(SystemExit, match="already measured"):
+    tool.build_extra_codecs(argparse.Namespace(codec=[path, path]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import types
 
 import pytest
 
@@ -87,8 +88,30 @@ def test_codes_are_encoded_once_and_checked(tmp_path):
   manifest["codec_id"] = codec.codec_id
   json.dump(manifest, open(os.path.join(root, code_shards.MANIFEST), "w"))
   c.data.stride = 1
-  with pytest.raises(DatasetError, match="encoded with stride=2.*config.data.stride=2"):
+  with pytest.raises(DatasetError, match="encoded with stride=2.*asks for stride=1.*codes.frame_stride"):
     code_cache.ensure_codes(c, codec, "demo")
+
+
+def test_a_finer_frame_stride_keeps_every_frame_and_is_checked(tmp_path):
+  from cv.lib.errors import ConfigError
+  from cv.trainers import s3d_cls
+  c, codec, root, manifest = _encoded(tmp_path, frame_stride=1)
+  assert manifest["encode"]["stride"] == 1
+  assert code_shards.code_dataset(root, "train")[0]["codes"].shape == (12, 4, 5, 1)
+  data = s3d_cls.Data(c, codec, "demo")
+  assert data.train_load.spec.step == c.data.stride == 2
+  assert data.example_shape[0] == c.data.num_frames
+  c.codes.frame_stride = 3
+  with pytest.raises(DatasetError, match="frame_stride=3 must be a positive divisor of "
+                                         "config.data.stride=2"):
+    s3d_cls.Data(c, codec, "demo")
+  # A codec whose code frame spans 2 frames cannot be read at a finer stride: refused before
+  # any encoding starts.
+  c.codes.frame_stride, c.codes.root = 1, str(tmp_path / "never")
+  two_frame = types.SimpleNamespace(temporal_factor=2, spatial_factor=codec.spatial_factor)
+  with pytest.raises(ConfigError, match="spans 2 encoded frames.*unset it"):
+    s3d_cls.Data(c, two_frame, "demo")
+  assert not os.path.exists(tmp_path / "never")
 
 
 def test_cache_re_encodes_a_missing_shard(tmp_path, monkeypatch):

@@ -15,9 +15,10 @@ not used to train our codec. Writes to `--out`:
   rd_metrics.png       2x2 figure: PSNR, SSIM, MS-SSIM, MAE vs bpp (mean over videos)
   rd_metrics_<video>.png  the same figure for each video
 
-Adding a codec (e.g. our neural codec): pass `extra_codecs` to `compare`, a dict from
-"codec/setting" (e.g. "ours/cr192") to a round trip `frames uint8 [T,H,W,3] -> (bytes, decoded)`;
-`build_extra_codecs(args)` is where the CLI will turn flags into that dict.
+Our neural codecs come in with `--codec` (repeatable): one point per codec, or one per rate for a
+residual-quantisation codec (`k600_vq.py:quantizer=rvq,levels=L` serves L rates, drawn as the
+"ours-rvq" curve). Other codecs: pass `extra_codecs` to `compare`, a dict from "codec/setting"
+(e.g. "ours/cr192") to a round trip `frames uint8 [T,H,W,3] -> (bytes, decoded)`.
 """
 from __future__ import annotations
 
@@ -85,31 +86,42 @@ def compare(
   return points
 
 
-def neural_roundtrip(codec_path: str | None) -> tuple[str, classic_codecs.RoundTrip]:
-  """("ours/cr<rate>", frames -> (bytes of a real .cvz file, decoded frames)) for one codec."""
+def neural_roundtrips(codec_path: str | None) -> dict[str, classic_codecs.RoundTrip]:
+  """"ours/cr<rate>" -> (frames -> (bytes of a real .cvz file, decoded frames)) for one codec;
+  a residual-quantisation codec gives one entry per rate it serves (its first 1..L levels),
+  named "ours-rvq/cr<rate>" so that its rates form their own rate-distortion curve."""
   import tempfile
 
   from cv.codec import files
   from cv.codec.neural import NeuralCodec
   codec = NeuralCodec.load(codec_path)
 
-  def roundtrip(frames):
-    with tempfile.TemporaryDirectory() as d:
-      path = os.path.join(d, "clip.cvz")
-      files.compress_array(frames, path, codec, chunk_frames=frames.shape[0])
-      size = os.path.getsize(path)
-      _, chunks = files.iter_decompress(path, codec)
-      return size, np.concatenate(list(chunks))
-  return f"ours/cr{codec.nominal_cr():.0f}", roundtrip
+  def roundtrip_at(levels: int) -> classic_codecs.RoundTrip:
+    def roundtrip(frames):
+      with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "clip.cvz")
+        files.compress_array(frames, path, codec, chunk_frames=frames.shape[0], levels=levels)
+        size = os.path.getsize(path)
+        _, chunks = files.iter_decompress(path, codec)
+        return size, np.concatenate(list(chunks))
+    return roundtrip
+
+  name = "ours-rvq" if codec.num_levels > 1 else "ours"
+  return {f"{name}/cr{codec.nominal_cr(levels=lv):.0f}": roundtrip_at(lv)
+          for lv in range(1, codec.num_levels + 1)}
 
 
 def build_extra_codecs(args: argparse.Namespace) -> dict[str, classic_codecs.RoundTrip]:
   """Our neural codecs (`--codec`, repeatable; `demo` = the shipped demo codec), keyed
-  "ours/cr<nominal rate>"; their bytes are whole .cvz files, header included."""
+  "ours/cr<nominal rate>" (or "ours-rvq/..." per level of a residual codec); their bytes are
+  whole .cvz files, header included."""
   out = {}
   for path in args.codec or []:
-    name, fn = neural_roundtrip(None if path == "demo" else path)
-    out[name] = fn
+    for name, fn in neural_roundtrips(None if path == "demo" else path).items():
+      if name in out:
+        raise SystemExit(f"--codec {path}: {name} is already measured by an earlier --codec; "
+                         f"compare codecs of different rates, or run them separately")
+      out[name] = fn
   return out
 
 

@@ -89,13 +89,15 @@ def compress(src: str, dst: str, codec: NeuralCodec, *, chunk_frames: int = 32,
 
 
 def compress_array(frames: np.ndarray, dst: str, codec: NeuralCodec, *, fps: float = 25,
-                   chunk_frames: int = 32, use_entropy: bool = False) -> dict:
-  """Compresses in-memory uint8 frames [T,H,W,3] into `dst` (used by benchmarks/comparisons)."""
+                   chunk_frames: int = 32, use_entropy: bool = False,
+                   levels: int | None = None) -> dict:
+  """Compresses in-memory uint8 frames [T,H,W,3] into `dst` (used by benchmarks/comparisons);
+  `levels` as in `compress`."""
   t, h, w = frames.shape[:3]
   info = dict(width=w, height=h, num_frames=t, fps=str(Fraction(fps).limit_denominator(1001)))
   chunks = (frames[i:i + chunk_frames] for i in range(0, t, chunk_frames))
   return compress_stream(info, chunks, dst, codec, chunk_frames=chunk_frames,
-                         use_entropy=use_entropy, progress=False, src="<array>")
+                         use_entropy=use_entropy, progress=False, src="<array>", levels=levels)
 
 
 def compress_stream(info: dict, chunks: Iterator[np.ndarray], dst: str, codec: NeuralCodec, *,

@@ -55,6 +55,9 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.codes = mlc.ConfigDict(dict(
       root=mlc.config_dict.placeholder(str),  # code shards (made here if missing); unset = cache
       num_shards=8,
+      # Frame stride of the encoded codes; unset = data.stride. A divisor of data.stride keeps
+      # every phase, so training clips start at any frame like RGB clips (temporal jitter).
+      frame_stride=mlc.config_dict.placeholder(int),
       embed=arg.embed,
       embed_dim=32,  # per codebook, for embed=learned
       random_flip=False,

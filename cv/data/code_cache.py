@@ -32,15 +32,28 @@ def cache_base() -> str:
                                                                         "codes")))
 
 
-def encode_spec(data: mlc.ConfigDict) -> encode.EncodeSpec:
-  """Encoding settings that make code clips equivalent to the RGB clips of `data`: the same frame
-  stride and short side; no centre crop (the full frame is kept, cropped to the codec grid), so
-  training can take random crops of the code grid like the RGB pipeline does of frames."""
+def frame_stride(data: mlc.ConfigDict, codes: mlc.ConfigDict | None = None) -> int:
+  """The frame stride codes are encoded at: `config.codes.frame_stride` when set, else the clip's
+  `config.data.stride`. A finer stride keeps more frames in the shards, so clips can start at
+  any of them (temporal jitter, like the RGB pipeline's random start); it must divide the clip's
+  stride."""
+  stride = (codes.get("frame_stride") if codes is not None else None) or data.stride
+  if stride < 1 or data.stride % stride:
+    raise DatasetError(f"config.codes.frame_stride={stride} must be a positive divisor of "
+                       f"config.data.stride={data.stride}")
+  return int(stride)
+
+
+def encode_spec(data: mlc.ConfigDict, codes: mlc.ConfigDict | None = None) -> encode.EncodeSpec:
+  """Encoding settings that make code clips equivalent to the RGB clips of `data`: the frame
+  stride of `frame_stride` and the same short side; no centre crop (the full frame is kept,
+  cropped to the codec grid), so training can take random crops of the code grid like the RGB
+  pipeline does of frames."""
   if data.target_fps:
     raise DatasetError("config.data.target_fps is not supported for code inputs (codes are made "
                        "at a fixed frame stride); use config.data.stride instead")
-  return encode.EncodeSpec(short_side=data.short_side, crop=0, stride=data.stride, max_frames=0,
-                           chunk_frames=data.get("chunk_frames", 0))
+  return encode.EncodeSpec(short_side=data.short_side, crop=0, stride=frame_stride(data, codes),
+                           max_frames=0, chunk_frames=data.get("chunk_frames", 0))
 
 
 def _default_root(dataset_root: str, data: mlc.ConfigDict, codec: NeuralCodec,
@@ -56,12 +69,15 @@ def _default_root(dataset_root: str, data: mlc.ConfigDict, codec: NeuralCodec,
 
 def _check_spec(manifest: dict[str, Any], spec: encode.EncodeSpec, root: str) -> None:
   made = manifest.get("encode", {})
-  for key in ("short_side", "stride", "chunk_frames"):
+  for key, config_key in (("short_side", "data.short_side"),
+                          ("stride", "codes.frame_stride (unset: data.stride)"),
+                          ("chunk_frames", "data.chunk_frames")):
     if made.get(key, 0) != getattr(spec, key):
       raise DatasetError(
           f"{os.path.join(root, code_shards.MANIFEST)}: codes were encoded with {key}="
-          f"{made.get(key)}, but config.data asks for {key}={getattr(spec, key)}; set config.data."
-          f"{key}={made.get(key)}, or point config.codes.root at a new folder to encode again")
+          f"{made.get(key)}, but the config asks for {key}={getattr(spec, key)}; set config."
+          f"{config_key} to {made.get(key)}, or point config.codes.root at a new folder to "
+          f"encode again")
 
 
 def _wait_for_manifest(root: str, timeout_s: float = 24 * 3600) -> None:
@@ -91,7 +107,7 @@ def ensure_codes(config: mlc.ConfigDict, codec: NeuralCodec, codec_path: str
                  ) -> tuple[str, dict[str, Any]]:
   """(shard folder, manifest) for `config.data` encoded by `codec`; encodes them if missing."""
   data, codes = config.data, config.codes
-  spec = encode_spec(data)
+  spec = encode_spec(data, codes)
   dataset_root = datasets.resolve_root(data)
   root = os.path.expanduser(codes.root) if codes.root else _default_root(dataset_root, data,
                                                                            codec, spec)

@@ -18,10 +18,13 @@ from cv.data.sources import DatasetError
 
 @dataclasses.dataclass(frozen=True)
 class CodeClipSpec:
-  """A clip in code units: `num_steps` code frames, a `grid` x `grid` crop, optional random flip."""
+  """A clip in code units: `num_steps` code frames `step` apart, a `grid` x `grid` crop, optional
+  random flip. `step` > 1 when the codes were encoded at a finer frame stride than the clip's
+  (`config.codes.frame_stride`): every start frame is then a different temporal phase."""
   num_steps: int
   grid: int
   flip: bool = False
+  step: int = 1
 
 
 class LoadCodeClip:
@@ -45,18 +48,19 @@ class LoadCodeClip:
           f"{record.get('path', '?')}: code grid {h}x{w} is smaller than the {s.grid}x{s.grid} "
           f"crop; encode the dataset at a larger short side or lower config.data.crop")
     view = record.get("_view")
+    span = (s.num_steps - 1) * s.step + 1
     if self.train:
       if rng is None:
         raise ValueError("LoadCodeClip(train=True) needs an rng")
-      t0 = int(rng.integers(0, max(t - s.num_steps, 0) + 1))
+      t0 = int(rng.integers(0, max(t - span, 0) + 1))
       y0 = int(rng.integers(0, h - s.grid + 1))
       x0 = int(rng.integers(0, w - s.grid + 1))
       flip = bool(s.flip and rng.random() < 0.5)
     else:
       tpos, cpos, flip = view if view is not None else (0.5, 0.5, False)
-      t0 = int(round(tpos * max(t - s.num_steps, 0)))
+      t0 = int(round(tpos * max(t - span, 0)))
       y0, x0 = int(round(cpos * (h - s.grid))), int(round(cpos * (w - s.grid)))
-    steps = np.minimum(np.arange(t0, t0 + s.num_steps), t - 1)
+    steps = np.minimum(t0 + s.step * np.arange(s.num_steps), t - 1)
     clip = codes[steps, y0:y0 + s.grid, x0:x0 + s.grid]
     if flip:
       clip = clip[:, :, ::-1]
