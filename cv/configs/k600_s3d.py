@@ -16,7 +16,9 @@ On the first run with `input=codes|recon`, the dataset is encoded by the codec i
 (cached under $CV_CODES_DIR, default ~/.cache/cv/codes; `config.codes.root` picks a folder) and
 later runs reuse them. Code clips are cut like RGB clips: the same frame stride, a window of
 num_frames/T' code frames, a crop of crop/8 code cells (random for training, i.e. the crop moves
-in 8-pixel steps).
+in 8-pixel steps). `--config.codes.frame_stride=1` encodes every frame instead, so training
+windows start at every temporal phase (measured on the demo data: top-1 0.25 in 2,000 steps,
+slower to fit than the default).
 
 Learned augmentations (paper §4.5, Table 4): train a `latent_aug` run first, then
   python -m cv.main --config=cv/configs/k600_s3d.py \
