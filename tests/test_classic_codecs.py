@@ -17,6 +17,7 @@ import pytest
 from cv.data import transforms
 from cv.data import video
 from cv.lib import classic_codecs as cc
+from tests import helpers
 from tests.helpers import ROOT, main_env
 
 SWEEPS = dict(jpeg_qualities=(10, 30, 50, 75, 90), h264_crfs=(18, 23, 28, 35, 45),
@@ -175,11 +176,7 @@ def test_cli_end_to_end(tmp_path):
 
 
 def test_compare_takes_extra_codecs(frames):
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(
-      "compare_codecs", os.path.join(ROOT, "tools", "compare_codecs.py"))
-  tool = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tool)
+  tool = helpers.load_tool("compare_codecs")
   points = tool.compare(frames, {"raw/rgb24": lambda x: (x.size, x.copy())},
                         jpeg_qualities=(50,), h264_crfs=(), mpeg4_qs=())
   assert [(p.codec, p.setting) for p in points] == [("jpeg", "q50"), ("raw", "rgb24")]

@@ -147,11 +147,7 @@ def test_residual_codec_compresses_at_each_rate(tmp_path):
 
 def test_compare_codecs_measures_every_rate_of_a_residual_codec(tmp_path):
   import argparse
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      "compare_codecs", os.path.join(helpers.ROOT, "tools", "compare_codecs.py"))
-  tool = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tool)
+  tool = helpers.load_tool("compare_codecs")
   codec = _tiny_rvq_codec(levels=3)
   path = str(tmp_path / "rvq.cvcodec")
   codec.save(path)

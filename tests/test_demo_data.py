@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 
 from cv.data import demo
+from tests import helpers
 
 H, W = 32, 48
 KINETICS = dict(train_per_class=2, validate_per_class=1, num_frames=16, fps=10.0, height=H,
@@ -29,7 +29,6 @@ KINETICS = dict(train_per_class=2, validate_per_class=1, num_frames=16, fps=10.0
 COIN = dict(num_training=2, num_testing=1, duration_seconds=(8.0, 12.0),
             segment_seconds=(1.5, 3.0), gap_seconds=(0.5, 1.5), fps=10.0, height=H, width=W)
 WALK = dict(num_walks=1, length_seconds=8.0, fps=10.0, height=H, width=H)
-TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
 
 
 def decode(path: str) -> np.ndarray:
@@ -406,10 +405,7 @@ def test_walk_deterministic_and_streamed(walks):
 
 
 def test_cli_prints_paths(tmp_path, capsys):
-  spec = importlib.util.spec_from_file_location("make_demo_data",
-                                                os.path.join(TOOLS, "make_demo_data.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = helpers.load_tool("make_demo_data")
   paths = module.main(["--format=kinetics", f"--root={tmp_path}", "--seed=3",
                        "--train_per_class=1", "--validate_per_class=1", "--num_frames=4",
                        f"--height={H}", f"--width={W}", "--quiet"])

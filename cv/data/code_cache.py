@@ -25,6 +25,7 @@ import ml_collections as mlc
 from cv.codec.neural import NeuralCodec
 from cv.data import code_shards, datasets, encode
 from cv.data.sources import DatasetError
+from cv.lib.errors import ConfigError
 
 
 def cache_base() -> str:
@@ -32,19 +33,27 @@ def cache_base() -> str:
                                                                         "codes")))
 
 
-def frame_stride(data: mlc.ConfigDict, codes: mlc.ConfigDict | None = None) -> int:
+def frame_stride(data: mlc.ConfigDict, codes: mlc.ConfigDict | None = None,
+                 temporal_factor: int = 1) -> int:
   """The frame stride codes are encoded at: `config.codes.frame_stride` when set, else the clip's
   `config.data.stride`. A finer stride keeps more frames in the shards, so clips can start at
   any of them (temporal jitter, like the RGB pipeline's random start); it must divide the clip's
-  stride."""
+  stride, and the codec must code frames one by one (`temporal_factor` 1), else a code frame
+  would span frames closer together than the clip's."""
   stride = (codes.get("frame_stride") if codes is not None else None) or data.stride
   if stride < 1 or data.stride % stride:
     raise DatasetError(f"config.codes.frame_stride={stride} must be a positive divisor of "
                        f"config.data.stride={data.stride}")
+  if stride != data.stride and temporal_factor > 1:
+    raise ConfigError(f"config.codes.frame_stride={stride}: a code frame of this codec spans "
+                      f"{temporal_factor} encoded frames, so a finer frame stride than "
+                      f"config.data.stride={data.stride} would change what the codes mean; "
+                      f"unset it")
   return int(stride)
 
 
-def encode_spec(data: mlc.ConfigDict, codes: mlc.ConfigDict | None = None) -> encode.EncodeSpec:
+def encode_spec(data: mlc.ConfigDict, codes: mlc.ConfigDict | None = None,
+                temporal_factor: int = 1) -> encode.EncodeSpec:
   """Encoding settings that make code clips equivalent to the RGB clips of `data`: the frame
   stride of `frame_stride` and the same short side; no centre crop (the full frame is kept,
   cropped to the codec grid), so training can take random crops of the code grid like the RGB
@@ -52,7 +61,7 @@ def encode_spec(data: mlc.ConfigDict, codes: mlc.ConfigDict | None = None) -> en
   if data.target_fps:
     raise DatasetError("config.data.target_fps is not supported for code inputs (codes are made "
                        "at a fixed frame stride); use config.data.stride instead")
-  return encode.EncodeSpec(short_side=data.short_side, crop=0, stride=frame_stride(data, codes),
+  return encode.EncodeSpec(short_side=data.short_side, crop=0, stride=frame_stride(data, codes, temporal_factor),
                            max_frames=0, chunk_frames=data.get("chunk_frames", 0))
 
 
@@ -107,7 +116,7 @@ def ensure_codes(config: mlc.ConfigDict, codec: NeuralCodec, codec_path: str
                  ) -> tuple[str, dict[str, Any]]:
   """(shard folder, manifest) for `config.data` encoded by `codec`; encodes them if missing."""
   data, codes = config.data, config.codes
-  spec = encode_spec(data, codes)
+  spec = encode_spec(data, codes, codec.temporal_factor)
   dataset_root = datasets.resolve_root(data)
   root = os.path.expanduser(codes.root) if codes.root else _default_root(dataset_root, data,
                                                                            codec, spec)

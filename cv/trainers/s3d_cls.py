@@ -180,12 +180,7 @@ class Data(InputData):
       self.skipped = lambda: self.train_load.num_skipped
       return
     tf, sf = check_code_window(data, codec)
-    step = data.stride // code_cache.frame_stride(data, config.codes)
-    if step > 1 and tf > 1:
-      raise ConfigError(f"config.codes.frame_stride={config.codes.frame_stride}: a code frame of "
-                        f"this codec spans {tf} encoded frames, so a finer frame stride than "
-                        f"config.data.stride={data.stride} would change what the codes mean; "
-                        f"unset it")
+    step = data.stride // code_cache.frame_stride(data, config.codes, tf)
     root, manifest = code_cache.ensure_codes(config, codec, codec_path)
     self.class_names = manifest["splits"][data.train_split]["class_names"]
     self.train_source = code_shards.code_dataset(root, data.train_split)
