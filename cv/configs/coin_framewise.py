@@ -22,8 +22,8 @@ rate, with an image of predicted vs true segments in TensorBoard.
 
 Expected result (demo data: 24 training / 8 test videos of 20-40 s at 10 fps, 8 camera-motion
 steps + background; 2 CPU cores): the default run generates and encodes the demo videos once
-(~1 min) and trains 1,500 steps in about 9 minutes to per-frame top-1 ~0.6 ± 0.09 over the test
-videos (measured 0.592; always predicting background scores 0.453), top-5 ~0.94; input=rgb
+(~1 min) and trains 1,500 steps in about 9 minutes to per-frame top-1 ~0.78 ± 0.15 over the test
+videos (measured 0.778; always predicting background scores 0.453), top-5 ~0.96; input=rgb
 reaches ~0.87 at 2.5x the time per step (README table).
 """
 from __future__ import annotations

@@ -17,8 +17,8 @@ On the first run with `input=codes|recon`, the dataset is encoded by the codec i
 later runs reuse them. Code clips are cut like RGB clips: the same frame stride, a window of
 num_frames/T' code frames, a crop of crop/8 code cells (random for training, i.e. the crop moves
 in 8-pixel steps). `--config.codes.frame_stride=1` encodes every frame instead, so training
-windows start at every temporal phase (measured on the demo data: top-1 0.25 in 2,000 steps,
-slower to fit than the default).
+windows start at every temporal phase (measured on the demo data with the previous, 23 dB demo
+codec: top-1 0.25 in 2,000 steps, slower to fit than the default).
 
 Learned augmentations (paper §4.5, Table 4): train a `latent_aug` run first, then
   python -m cv.main --config=cv/configs/k600_s3d.py \
@@ -30,9 +30,10 @@ Flips are off by default (`codes.random_flip`, `eval_views.flip`): the demo clas
 motions, and a mirror image turns "pan left" into "pan right". Turn them on for Kinetics.
 
 Expected result (demo data, 8 classes, chance 0.125; 2 CPU cores): the default run encodes the
-demo dataset once (~30 s) and trains 2,000 steps in about 10 minutes to held-out top-1 ~0.5
-(measured 0.46-0.57, views averaged); input=rgb reaches ~0.7 (measured 0.72) at 3.6x the time per
-step (`tools/bench.py step`). See the README results table.
+demo dataset once (~30 s) and trains 2,000 steps in about 10 minutes to held-out top-1 ~0.7
+(measured 0.69, views averaged); input=rgb reaches ~0.7 (measured 0.72) at 3.6x the time per
+step (`tools/bench.py step`). The codec sets the gap: the previous 23 dB demo codec gave
+0.46-0.57. See the README results tables.
 """
 from __future__ import annotations
 
