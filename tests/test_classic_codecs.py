@@ -18,7 +18,6 @@ from cv.data import transforms
 from cv.data import video
 from cv.lib import classic_codecs as cc
 from tests import helpers
-from tests.helpers import ROOT, main_env
 
 SWEEPS = dict(jpeg_qualities=(10, 30, 50, 75, 90), h264_crfs=(18, 23, 28, 35, 45),
               mpeg4_qs=(2, 5, 10, 20, 31))
@@ -158,10 +157,10 @@ def test_plots_are_png(points, tmp_path):
 
 def test_cli_end_to_end(tmp_path):
   out = tmp_path / "cmp"
-  cmd = [sys.executable, os.path.join(ROOT, "tools", "compare_codecs.py"), "--videos",
+  cmd = [sys.executable, os.path.join(helpers.ROOT, "tools", "compare_codecs.py"), "--videos",
          _carphone(), "--num_frames", "8", "--size", "64", "--out", str(out)]
-  result = subprocess.run(cmd, cwd=str(tmp_path), env=main_env(), capture_output=True, text=True,
-                          timeout=120)
+  result = subprocess.run(cmd, cwd=str(tmp_path), env=helpers.main_env(), capture_output=True,
+                          text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
   assert {"table.md", "points.json", "rd_psnr.png", "rd_metrics.png"} <= set(os.listdir(out))
   records = json.loads((out / "points.json").read_text())

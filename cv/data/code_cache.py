@@ -61,8 +61,9 @@ def encode_spec(data: mlc.ConfigDict, codes: mlc.ConfigDict | None = None,
   if data.target_fps:
     raise DatasetError("config.data.target_fps is not supported for code inputs (codes are made "
                        "at a fixed frame stride); use config.data.stride instead")
-  return encode.EncodeSpec(short_side=data.short_side, crop=0, stride=frame_stride(data, codes, temporal_factor),
-                           max_frames=0, chunk_frames=data.get("chunk_frames", 0))
+  return encode.EncodeSpec(short_side=data.short_side, crop=0,
+                           stride=frame_stride(data, codes, temporal_factor), max_frames=0,
+                           chunk_frames=data.get("chunk_frames", 0))
 
 
 def _default_root(dataset_root: str, data: mlc.ConfigDict, codec: NeuralCodec,
