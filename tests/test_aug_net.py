@@ -73,6 +73,23 @@ def test_bad_inputs_raise(net_and_params):
     net.apply(params, jnp.zeros((2, 4, 8, 8, C)), jnp.zeros((3, 1)))
 
 
+def test_cell_features_are_inputs_and_shape_checked():
+  net = AugNet(latent_dim=C, width=16, mlp_hidden=16, num_heads=2)
+  z, cond = _normal((2, 4, 8, 8, C), seed=4), jnp.zeros((2, 1))
+  feats = _normal((2, 1, 8, 8, 3), seed=5)  # a size-1 time axis broadcasts over T
+  params = net.init(jax.random.key(0, impl="unsafe_rbg"), z, cond, cell_features=feats)
+  assert params["params"]["in_proj"]["kernel"].shape[0] == C + 16 + 3
+  # Give the (zero-initialised) output projection random weights (constant ones would cancel
+  # against the LayerNorm before it); then the features change the output.
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, a: 0.1 * _normal(a.shape, seed=6) if "out_proj" in str(path) else a, params)
+  a = net.apply(params, z, cond, cell_features=feats)
+  b = net.apply(params, z, cond, cell_features=-feats)
+  assert a.shape == z.shape and float(jnp.abs(a - b).max()) > 1e-3
+  with pytest.raises(ValueError, match="cell_features"):
+    net.apply(params, z, cond, cell_features=_normal((2, 1, 4, 4, 3)))
+
+
 def test_learns_a_flip_and_uses_cond(net_and_params):
   net, params = net_and_params
   # Two random clips, each seen with and without the flip, so fitting requires using cond.

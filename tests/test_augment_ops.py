@@ -228,3 +228,21 @@ def test_everything_jits():
   np.testing.assert_allclose(out, _apply(v, p, ALL), atol=1e-5)
   np.testing.assert_array_equal(crop, _crop(g, p, ALL, (4, 4)))
   assert crop.shape == (2, 2, 4, 4, 1) and crop.dtype == jnp.int32
+
+
+def test_source_phase_gives_the_sub_cell_position_each_output_cell_samples():
+  fn = jax.jit(ops.source_phase, static_argnums=(1, 2, 3))
+  # The left half of an 8-wide grid, zoomed x2: output column j samples input column
+  # 0.5 * j - 0.25 (clamped at the edge, like the pixels); rows stay on the grid.
+  f = np.asarray(fn(jnp.array([[0.0, 0.0, 1.0, 0.5]]), ("crop",), (4, 8), 1))
+  assert f.shape == (1, 1, 4, 8, 4)  # [sin y, sin x, cos y, cos x] for one harmonic
+  src_x = np.clip(0.5 * np.arange(8) - 0.25, 0.0, 7.0)
+  np.testing.assert_allclose(f[0, 0, 2, :, 1], np.sin(2 * np.pi * src_x), atol=1e-5)
+  np.testing.assert_allclose(f[0, 0, 2, :, 3], np.cos(2 * np.pi * src_x), atol=1e-5)
+  np.testing.assert_allclose(f[0, 0, :, :, 0], 0.0, atol=1e-5)
+  np.testing.assert_allclose(f[0, 0, :, :, 2], 1.0, atol=1e-5)
+  # Flips and colour changes keep every cell on the grid: phase 0 everywhere.
+  g = np.asarray(fn(jnp.array([[1.0, 0.3]]), ("flip", "brightness"), (4, 6), 2))
+  assert g.shape == (1, 1, 4, 6, 8)
+  np.testing.assert_allclose(g[..., :4], 0.0, atol=1e-5)
+  np.testing.assert_allclose(g[..., 4:], 1.0, atol=1e-5)

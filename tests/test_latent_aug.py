@@ -25,7 +25,7 @@ def test_crop_flip_run_and_augmenter_api(tmp_path):
   assert r.returncode == 0, r.stderr[-3000:]
   assert "final: SSIM learned" in r.stdout
   m = json.load(open(os.path.join(wd, "metrics.json")))
-  for name in ("learned", "noop", "nearest"):
+  for name in ("learned", "noop", "nearest", "warp", "pixel_route"):
     for ref in ("pixels", "codec"):
       assert 0.0 < m[f"eval/ssim_{name}_vs_{ref}"] <= 1.0
       assert m[f"eval/psnr_{name}_vs_{ref}"] > 5.0
@@ -38,6 +38,7 @@ def test_crop_flip_run_and_augmenter_api(tmp_path):
   aug = LatentAugmenter.load(wd)
   codec = NeuralCodec.load(None)
   assert aug.spec == ("crop", "flip") and aug.codec_id == codec.codec_id and aug.param_dim == 5
+  assert aug.geometric_prior and aug.source_phase  # the network's inputs, as trained
   lat = codec.latents(np.zeros((2, 4, 4, 4, 1), np.int32))
   p = aug.random_params(jax.random.PRNGKey(0), 2)
   out = jax.jit(aug.augment)(lat, p)
@@ -83,6 +84,20 @@ def test_loss_weights_must_leave_something_to_learn():
   config.loss.latent = 0.0
   with pytest.raises(ConfigError, match="nothing to learn"):
     latent_aug.make_task(config, NeuralCodec.load(None), [], [])
+
+
+def test_pixel_loss_against_the_codec_rendering_trains_and_bad_target_is_named():
+  config = k600_latent_aug.get_config("aug=flip,smoke")
+  config.loss.pixels, config.loss.pixel_target = 1.0, "codec"
+  codec = NeuralCodec.load(None)
+  task = latent_aug.make_task(config, codec, [], [])
+  state = jax.jit(task.init)(jax.random.PRNGKey(0))
+  video = np.random.default_rng(1).integers(0, 255, (4, 4, 32, 32, 3), dtype=np.uint8)
+  _, m = jax.jit(task.train_step)(state, {"video": video})
+  assert np.isfinite(float(m["loss"])) and float(m["pixel_mse"]) > 0.0
+  config.loss.pixel_target = "raw"
+  with pytest.raises(ConfigError, match="config.loss.pixel_target"):
+    latent_aug.make_task(config, codec, [], [])
 
 
 def test_unknown_augmentation_lists_the_choices():

@@ -34,12 +34,41 @@ def build_net(model: mlc.ConfigDict, latent_dim: int) -> AugNet:
                 num_freqs=model.num_freqs)
 
 
+def net_inputs(latents: jax.Array, aug_params: jax.Array, spec: tuple[str, ...], *,
+               geometric_prior: bool, source_phase: bool) -> tuple[jax.Array, jax.Array | None]:
+  """What the network sees for A(E(x), p): the latents, first warped like the pixels when
+  `geometric_prior`, and per-cell sub-cell phase inputs (`ops.source_phase`) when
+  `source_phase` and the spec moves content off the cell grid (else None)."""
+  if geometric_prior:
+    latents = ops.warp_grid(latents, aug_params, spec)
+  features = None
+  if source_phase and any(n in ops.OFF_GRID for n in spec):
+    features = ops.source_phase(aug_params, spec, latents.shape[2:4])
+  return latents, features
+
+
+def apply_net(net: AugNet, params: Any, latents: jax.Array, aug_params: jax.Array,
+              spec: tuple[str, ...], **options: bool) -> jax.Array:
+  """A(E(x), p): the one definition of what a trained network computes, shared by the trainer
+  and `LatentAugmenter`; `options` are `net_inputs`' keywords."""
+  latents, features = net_inputs(latents, aug_params, spec, **options)
+  return net.apply({"params": params}, latents, aug_params, cell_features=features)
+
+
+def init_net(net: AugNet, rng: jax.Array, latents: jax.Array, spec: tuple[str, ...],
+             **options: bool) -> Any:
+  """Fresh network parameters for latents shaped like `latents` [B, T', H', W', C]."""
+  aug_params = ops.identity_params(spec, latents.shape[0])
+  latents, features = net_inputs(latents, aug_params, spec, **options)
+  return net.init(rng, latents, aug_params, cell_features=features)["params"]
+
+
 def write_info(workdir: str, spec: tuple[str, ...], ranges: dict[str, Any], codec_id: str,
-               latent_dim: int, geometric_prior: bool) -> None:
+               latent_dim: int, geometric_prior: bool, source_phase: bool) -> None:
   """Records what a `latent_aug` run's network expects, for `LatentAugmenter.load`."""
   fileio.write_json(os.path.join(workdir, INFO_FILE),
                     dict(spec=list(spec), ranges=ranges, codec_id=codec_id, latent_dim=latent_dim,
-                         geometric_prior=geometric_prior))
+                         geometric_prior=geometric_prior, source_phase=source_phase))
 
 
 @dataclasses.dataclass
@@ -51,6 +80,7 @@ class LatentAugmenter:
   ranges: dict[str, Any]
   codec_id: str
   geometric_prior: bool = True
+  source_phase: bool = False
 
   @property
   def param_dim(self) -> int:
@@ -58,9 +88,8 @@ class LatentAugmenter:
 
   def augment(self, latents: jax.Array, params: jax.Array) -> jax.Array:
     """Latents [B,T',H',W',C] transformed as the clip would be by `params` [B, P]."""
-    if self.geometric_prior:
-      latents = ops.warp_grid(latents, params, self.spec)
-    return self.net.apply({"params": self.params}, latents, params)
+    return apply_net(self.net, self.params, latents, params, self.spec,
+                     geometric_prior=self.geometric_prior, source_phase=self.source_phase)
 
   def random_params(self, rng: jax.Array, batch: int) -> jax.Array:
     """Random parameters [batch, P] from the ranges the network was trained on."""
@@ -95,4 +124,6 @@ class LatentAugmenter:
       raise ConfigError(str(e)) from None
     return cls(spec=tuple(info["spec"]), net=build_net(config.model, info["latent_dim"]),
                params=state["params"], ranges=dict(info["ranges"]), codec_id=info["codec_id"],
-               geometric_prior=bool(info["geometric_prior"]))
+               geometric_prior=bool(info["geometric_prior"]),
+               # Runs from before the option have no key: their networks never saw the phase.
+               source_phase=bool(info.get("source_phase", False)))

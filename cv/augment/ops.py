@@ -472,6 +472,8 @@ def _nearest_crop(x: jax.Array, params: jax.Array, names: tuple[str, ...],
 
 
 GEOMETRIC = ("crop", "flip", "rotation")
+# Geometric members that move content off the cell grid (a flip maps cells onto cells).
+OFF_GRID = ("crop", "rotation")
 
 
 def warp_grid(x: jax.Array, params: jax.Array, spec: Spec) -> jax.Array:
@@ -488,6 +490,34 @@ def warp_grid(x: jax.Array, params: jax.Array, spec: Spec) -> jax.Array:
     raise ValueError(f"warp_grid: expected a grid [B,T,H,W,C], got {tuple(x.shape)}")
   _check_params(params, names, x.shape[0], "warp_grid")
   return _warp_grid(x, params.astype(x.dtype), names)
+
+
+def source_phase(params: jax.Array, spec: Spec, grid_hw: tuple[int, int],
+                 harmonics: int = 2) -> jax.Array:
+  """Where each cell of the warped grid samples the input grid, as sub-cell phase features
+  [B, 1, H', W', 4 * harmonics]: sin / cos(2 pi k s) of the source index s (y then x, in input
+  cells, k = 1 .. harmonics), obtained by warping a grid of cell indices exactly as
+  `warp_grid` warps latents.
+
+  Why: after a crop or rotation an output cell usually falls between input cells, and what the
+  network must produce depends on where (a 2x zoom into the left half of a cell is not its right
+  half). That phase is a local, per-cell quantity; the network's other inputs (the box or angle
+  in the conditioning vector, absolute cell positions) hold it only through a product and a
+  fractional part, which a small network learns slowly. Flips and colour changes keep cells on
+  the grid (phase 0 everywhere), so the network only gets these features for specs with an
+  `OFF_GRID` member. The size-1 time axis broadcasts over the latent frames.
+  """
+  names = resolve_spec(spec)
+  h, w = int(grid_hw[0]), int(grid_hw[1])
+  b = params.shape[0]
+  iy, ix = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
+                        indexing="ij")
+  index = jnp.broadcast_to(jnp.stack([iy, ix], axis=-1)[None, None], (b, 1, h, w, 2))
+  src = warp_grid(index, params.astype(jnp.float32), names)  # [B, 1, H', W', 2]
+  angles = 2.0 * jnp.pi * src[..., None, :] * jnp.arange(1, harmonics + 1,
+                                                        dtype=jnp.float32)[:, None]
+  return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-2).reshape(
+      b, 1, h, w, 4 * harmonics)
 
 
 @functools.partial(jax.jit, static_argnums=2)

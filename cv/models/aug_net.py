@@ -5,8 +5,8 @@ Given the latents z of a video x and an augmentation's parameter vector p (see
 `cv.augment.ops`), it predicts the latents of the augmented video T(x, p), so augmentations can
 be applied to stored compressed videos without decoding them. Architecture:
 
-  p [B,P] -> MLP (3 hidden layers) -> broadcast over (T, H, W), concatenated to the latents on
-  channels -> Dense to `width` -> + positional embedding -> `num_layers` blocks of divided
+  p [B,P] -> MLP (3 hidden layers) -> broadcast over (T, H, W), concatenated to the latents
+  (and optional per-cell features, e.g. sub-cell phases) on channels -> Dense to `width` -> + positional embedding -> `num_layers` blocks of divided
   space-time attention -> LayerNorm -> Dense to the latent channels (zero-initialised) -> + z.
 
 Latents are float [B, T, H, W, C] (the codec's grid, 8x smaller than the frames in space).
@@ -105,8 +105,13 @@ class AugNet(nn.Module):
 
   @nn.compact
   def __call__(self, latents: jax.Array, cond: jax.Array,
-               out_hw: tuple[int, int] | None = None) -> jax.Array:
-    """latents [B,T,H,W,C], cond [B,P] -> predicted augmented latents [B,T,H_out,W_out,C]."""
+               out_hw: tuple[int, int] | None = None,
+               cell_features: jax.Array | None = None) -> jax.Array:
+    """latents [B,T,H,W,C], cond [B,P] -> predicted augmented latents [B,T,H_out,W_out,C].
+
+    `cell_features` [B, T or 1, H_out, W_out, F]: optional per-cell inputs concatenated to the
+    latents (e.g. `cv.augment.ops.source_phase`); a size-1 time axis broadcasts over T.
+    """
     if latents.ndim != 5 or latents.shape[-1] != self.latent_dim:
       raise ValueError(f"AugNet: expected latents [B,T,H,W,{self.latent_dim}], got "
                        f"{tuple(latents.shape)}")
@@ -126,7 +131,15 @@ class AugNet(nn.Module):
     e = nn.Dense(self.mlp_hidden, name="cond_out")(e)
     e = jnp.broadcast_to(e[:, None, None, None, :], (b, t, h, w, self.mlp_hidden))
 
-    x = nn.Dense(self.width, name="in_proj")(jnp.concatenate([latents, e], axis=-1))
+    inputs = [latents, e]
+    if cell_features is not None:
+      if (cell_features.ndim != 5 or cell_features.shape[0] != b
+          or cell_features.shape[1] not in (1, t) or cell_features.shape[2:4] != (h, w)):
+        raise ValueError(f"AugNet: expected cell_features [{b}, {t} or 1, {h}, {w}, F], got "
+                         f"{tuple(cell_features.shape)}")
+      inputs.append(jnp.broadcast_to(cell_features.astype(jnp.float32),
+                                     (b, t, h, w, cell_features.shape[-1])))
+    x = nn.Dense(self.width, name="in_proj")(jnp.concatenate(inputs, axis=-1))
     pos = nn.Dense(self.width, name="pos_proj")(fourier_features(t, h, w, self.num_freqs))
     x = x + pos[None]
     for i in range(self.num_layers):

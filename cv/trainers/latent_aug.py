@@ -11,9 +11,11 @@ D(A(E(x), p)) ("learned") against two targets — T(x, p) itself ("_vs_pixels") 
 own rendering of the augmented clip D(E(T(x, p))) ("_vs_codec"; the best any latent-space method
 can do, because D cannot produce detail the codec loses) — and the same scores for the
 baselines: no-op D(E(x)), for crops nearest-neighbour cropping of the code grid ("nearest",
-the paper's baseline [44]), and for geometric augmentations the bilinear warp of the latents
-("warp", which `model.geometric_prior` feeds to the network as its starting point). TensorBoard images: original, pixel-augmented,
-codec-rendered target, learned, baseline.
+the paper's baseline [44]), for geometric augmentations the bilinear warp of the latents
+("warp", which `model.geometric_prior` feeds to the network as its starting point), and the
+slow route a latent augmentation replaces, D(E(T(D(E(x)), p))) ("pixel_route": decode, augment
+the pixels, encode again; paper Table 8). TensorBoard images: original, pixel-augmented,
+codec-rendered target, learned, baselines.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import numpy as np
 import optax
 
 from cv.augment import ops
-from cv.augment.latent import build_net, write_info
+from cv.augment.latent import apply_net, build_net, init_net, write_info
 from cv.codec.neural import NeuralCodec
 from cv.data import datasets, pipeline
 from cv.lib import distributed, loop, metrics, optim
@@ -55,16 +57,21 @@ def make_task(config: mlc.ConfigDict, codec: NeuralCodec, train_records: list[di
           clip.crop // codec.spatial_factor)
   latent_dim = codec.latent_dim
   net = build_net(config.model, latent_dim)
-  prior = bool(config.model.geometric_prior)
+  net_options = dict(geometric_prior=bool(config.model.geometric_prior),
+                     source_phase=bool(config.model.source_phase))
 
-  def augment(params, lat, p):  # A(E(x), p), optionally on the geometrically warped latents
-    return net.apply({"params": params}, ops.warp_grid(lat, p, spec) if prior else lat, p)
+  def augment(params, lat, p):  # A(E(x), p)
+    return apply_net(net, params, lat, p, spec, **net_options)
 
   tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
   cvars = codec.variables
   w_latent, w_pixels = float(config.loss.latent), float(config.loss.pixels)
   if w_latent <= 0 and w_pixels <= 0:
     raise ConfigError("config.loss.latent and config.loss.pixels are both 0: nothing to learn")
+  pixel_target = config.loss.pixel_target
+  if pixel_target not in ("pixels", "codec"):
+    raise ConfigError(f"config.loss.pixel_target={pixel_target!r}: choose 'pixels' (T(x, p)) or "
+                      f"'codec' (D(E(T(x, p))))")
 
   def encode(x):  # [0, 1] frames -> codebook latents of their codes (frozen codec)
     codes = codec.model.apply(cvars, x, method=VQVAE.encode)["codes"]
@@ -75,9 +82,8 @@ def make_task(config: mlc.ConfigDict, codec: NeuralCodec, train_records: list[di
 
   def init(rng: jax.Array) -> TrainState:
     p_rng, s_rng = jax.random.split(rng)
-    variables = net.init(p_rng, jnp.zeros((1, *grid, latent_dim)),
-                         jnp.zeros((1, ops.param_dim(spec))))
-    return TrainState.create(params=variables["params"], tx=tx, rng=s_rng)
+    params = init_net(net, p_rng, jnp.zeros((1, *grid, latent_dim)), spec, **net_options)
+    return TrainState.create(params=params, tx=tx, rng=s_rng)
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     x = batch["video"].astype(jnp.float32) / 255.0
@@ -85,6 +91,8 @@ def make_task(config: mlc.ConfigDict, codec: NeuralCodec, train_records: list[di
     xt = ops.apply_pixels(x, p, spec)
     lat, _ = encode(x)
     target, _ = encode(xt)
+    if w_pixels > 0 and pixel_target == "codec":
+      xt = jax.lax.stop_gradient(decode(target))
 
     def loss_fn(params):
       pred = augment(params, lat, p)
@@ -115,6 +123,10 @@ def make_task(config: mlc.ConfigDict, codec: NeuralCodec, train_records: list[di
       outs["nearest"] = decode(ops.nearest_crop(lat, p, spec))
     if geometric:  # bilinear warp of the latents alone: what the network adds on top of it
       outs["warp"] = decode(ops.warp_grid(lat, p, spec))
+    # The slow route a latent augmentation replaces (paper Table 8): decode, augment the
+    # pixels, encode again.
+    outs["pixel_route"] = decode(encode(ops.apply_pixels(
+        jnp.clip(outs["noop"], 0.0, 1.0), p, spec))[0])
     codec_target = jnp.clip(decode(target_lat), 0.0, 1.0)
     scores = {"latent_mse_learned": jnp.mean((pred - target_lat) ** 2, axis=(1, 2, 3, 4)),
               "latent_mse_noop": jnp.mean((lat - target_lat) ** 2, axis=(1, 2, 3, 4))}
@@ -154,7 +166,8 @@ def make_task(config: mlc.ConfigDict, codec: NeuralCodec, train_records: list[di
                    data_stats=lambda: {"skipped_videos": load.num_skipped}, schedule=schedule)
 
 
-ROWS = ("original", "pixel_augmented", "codec_target", "learned", "nearest", "warp", "noop")
+ROWS = ("original", "pixel_augmented", "codec_target", "learned", "pixel_route", "nearest",
+        "warp", "noop")
 
 
 def augmentation_grid(videos: dict[str, np.ndarray], n: int, max_frames: int = 4) -> np.ndarray:
@@ -182,7 +195,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     write_info(workdir, spec, _sampling_ranges(config), codec.codec_id, codec.latent_dim,
-               bool(config.model.geometric_prior))
+               bool(config.model.geometric_prior), bool(config.model.source_phase))
   final = loop.run(config, workdir, task)
   if "eval/ssim_learned_vs_codec" in final:
     line = (f"final: SSIM learned {final['eval/ssim_learned_vs_codec']:.3f} vs no-op "
@@ -191,6 +204,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
       line += f" vs nearest crop {final['eval/ssim_nearest_vs_codec']:.3f}"
     if "eval/ssim_warp_vs_codec" in final:
       line += f" vs latent warp {final['eval/ssim_warp_vs_codec']:.3f}"
+    line += f" vs decode-augment-encode {final['eval/ssim_pixel_route_vs_codec']:.3f}"
     line += (f" (to the codec's rendering of the augmented clip); to the pixel target: learned "
              f"{final['eval/ssim_learned_vs_pixels']:.3f}, no-op "
              f"{final['eval/ssim_noop_vs_pixels']:.3f}")
