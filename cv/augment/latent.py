@@ -86,10 +86,14 @@ class LatentAugmenter:
   def param_dim(self) -> int:
     return ops.param_dim(self.spec)
 
+  @property
+  def net_options(self) -> dict[str, bool]:
+    """`net_inputs`' keywords: which inputs this network was trained with."""
+    return dict(geometric_prior=self.geometric_prior, source_phase=self.source_phase)
+
   def augment(self, latents: jax.Array, params: jax.Array) -> jax.Array:
     """Latents [B,T',H',W',C] transformed as the clip would be by `params` [B, P]."""
-    return apply_net(self.net, self.params, latents, params, self.spec,
-                     geometric_prior=self.geometric_prior, source_phase=self.source_phase)
+    return apply_net(self.net, self.params, latents, params, self.spec, **self.net_options)
 
   def random_params(self, rng: jax.Array, batch: int) -> jax.Array:
     """Random parameters [batch, P] from the ranges the network was trained on."""

@@ -513,7 +513,7 @@ def source_phase(params: jax.Array, spec: Spec, grid_hw: tuple[int, int],
   iy, ix = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
                         indexing="ij")
   index = jnp.broadcast_to(jnp.stack([iy, ix], axis=-1)[None, None], (b, 1, h, w, 2))
-  src = warp_grid(index, params.astype(jnp.float32), names)  # [B, 1, H', W', 2]
+  src = warp_grid(index, params, names)  # [B, 1, H', W', 2]
   angles = 2.0 * jnp.pi * src[..., None, :] * jnp.arange(1, harmonics + 1,
                                                         dtype=jnp.float32)[:, None]
   return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-2).reshape(

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import sys
 from typing import Any
 
@@ -114,20 +113,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   if args.aug_workdir:
     aug = latent_lib.LatentAugmenter.load(args.aug_workdir)
     aug.check_codec(codec.codec_id, f"--aug_workdir={args.aug_workdir}")
-    weights = "trained"
+    net, net_params, spec, ranges, weights = aug.net, aug.params, aug.spec, aug.ranges, "trained"
+    options = aug.net_options
   else:  # untrained weights time the same: the default config's network, randomly initialised
     model_config = k600_latent_aug.get_config(
         f"aug={DEFAULT_AUG}" + (",smoke" if args.smoke else "")).model
-    spec = ops.resolve_spec(DEFAULT_AUG)
-    aug = latent_lib.LatentAugmenter(
-        spec=spec, net=latent_lib.build_net(model_config, codec.latent_dim), params=None,
-        ranges={}, codec_id=codec.codec_id, geometric_prior=model_config.geometric_prior,
-        source_phase=model_config.source_phase)
-    aug.params = jax.jit(lambda r, lat: latent_lib.init_net(
-        aug.net, r, lat, spec, geometric_prior=aug.geometric_prior,
-        source_phase=aug.source_phase))(jax.random.PRNGKey(0), latents)
-    weights = "random"
-  spec, ranges = aug.spec, aug.ranges
+    spec, ranges, weights = ops.resolve_spec(DEFAULT_AUG), {}, "random"
+    options = dict(geometric_prior=model_config.geometric_prior,
+                   source_phase=model_config.source_phase)
+    net = latent_lib.build_net(model_config, codec.latent_dim)
+    net_params = jax.jit(lambda r, lat: latent_lib.init_net(net, r, lat, spec, **options))(
+        jax.random.PRNGKey(0), latents)
   p = ops.sample_params(jax.random.PRNGKey(1), spec, b, **ranges)
   video = jax.jit(decode)(cvars, codes)
 
@@ -135,8 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return encode(v, ops.apply_pixels(decode(v, codes), p, spec))
 
   calls = {
-      "latent_aug": (lambda q, lat, p: dataclasses.replace(aug, params=q).augment(lat, p),
-                     aug.params, latents, p),
+      "latent_aug": (lambda q, lat, p: latent_lib.apply_net(net, q, lat, p, spec, **options),
+                     net_params, latents, p),
       "pixel_route": (pixel_route, cvars, codes, p),
       "decode": (decode, cvars, codes),
       "encode": (encode, cvars, x),
@@ -148,7 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
       "latent_shape": "x".join(map(str, latents.shape[1:])),
       "augmentation": "+".join(spec), "weights": weights,
       "aug_workdir": args.aug_workdir or "",
-      "aug_net_parameters": int(sum(np.size(a) for a in jax.tree.leaves(aug.params))),
+      "aug_net_parameters": int(sum(np.size(a) for a in jax.tree.leaves(net_params))),
   }
   for name, row, _ in ROUTES:
     fn, *fn_args = calls[name]
