@@ -162,7 +162,33 @@ def test_compare_codecs_measures_every_rate_of_a_residual_codec(tmp_path):
     sizes.append(size)
   # Each level adds one index per code position (8 bits at N=256): the files grow by that.
   assert sizes[1] - sizes[0] == sizes[2] - sizes[1] == np.prod(codec.code_shape(8, 32, 32, 1))
-  assert set(tool.build_extra_codecs(argparse.Namespace(codec=["demo", path]))) == {
+  assert set(tool.build_extra_codecs(argparse.Namespace(codec=["demo", path], entropy=False))) == {
       "ours/cr192", *roundtrips}
   with pytest.raises(SystemExit, match="already measured"):
-    tool.build_extra_codecs(argparse.Namespace(codec=[path, path]))
+    tool.build_extra_codecs(argparse.Namespace(codec=[path, path], entropy=False))
+
+
+def test_compare_codecs_entropy_adds_range_coded_points(tmp_path):
+  import dataclasses
+  tool = helpers.load_tool("compare_codecs")
+  codec = _tiny_rvq_codec(levels=2)
+  frames = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+  plain = str(tmp_path / "plain.cvcodec")
+  codec.save(plain)
+  with pytest.raises(SystemExit, match="export_codec.py"):
+    tool.neural_roundtrips(plain, entropy=True)
+  # Code frequencies measured on these frames: the range coder then beats 8 bits per index.
+  codes = codec.encode(frames).reshape(-1, codec.num_codebooks)
+  counts = np.stack([np.bincount(codes[:, k], minlength=codec.num_entries)
+                     for k in range(codec.num_codebooks)])
+  with_counts = str(tmp_path / "counts.cvcodec")
+  dataclasses.replace(codec, code_counts=counts).save(with_counts)
+  roundtrips = tool.neural_roundtrips(with_counts, entropy=True)
+  rates = [f"cr{codec.nominal_cr(levels=lv):.0f}" for lv in (1, 2)]
+  assert list(roundtrips) == ([f"ours-rvq/{r}" for r in rates]
+                              + [f"ours-rvq-ec/{r}" for r in rates])
+  for r in rates:
+    packed_size, packed = roundtrips[f"ours-rvq/{r}"](frames)
+    coded_size, coded = roundtrips[f"ours-rvq-ec/{r}"](frames)
+    np.testing.assert_array_equal(coded, packed)  # lossless: the same reconstruction
+    assert coded_size < packed_size

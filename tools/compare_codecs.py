@@ -17,8 +17,9 @@ not used to train our codec. Writes to `--out`:
 
 Our neural codecs come in with `--codec` (repeatable): one point per codec, or one per rate for a
 residual-quantisation codec (`k600_vq.py:quantizer=rvq,levels=L` serves L rates, drawn as the
-"ours-rvq" curve). Other codecs: pass `extra_codecs` to `compare`, a dict from "codec/setting"
-(e.g. "ours/cr192") to a round trip `frames uint8 [T,H,W,3] -> (bytes, decoded)`.
+"ours-rvq" curve). `--entropy` adds each of them range-coded ("ours-ec", from exported codec files,
+which carry the code frequencies). Other codecs: pass `extra_codecs` to `compare`, a dict from
+"codec/setting" (e.g. "ours/cr192") to a round trip `frames uint8 [T,H,W,3] -> (bytes, decoded)`.
 """
 from __future__ import annotations
 
@@ -86,38 +87,52 @@ def compare(
   return points
 
 
-def neural_roundtrips(codec_path: str | None) -> dict[str, classic_codecs.RoundTrip]:
+def neural_roundtrips(codec_path: str | None,
+                      entropy: bool = False) -> dict[str, classic_codecs.RoundTrip]:
   """"ours/cr<rate>" -> (frames -> (bytes of a real .cvz file, decoded frames)) for one codec;
   a residual-quantisation codec gives one entry per rate it serves (its first 1..L levels),
-  named "ours-rvq/cr<rate>" so that its rates form their own rate-distortion curve."""
+  named "ours-rvq/cr<rate>" so that its rates form their own rate-distortion curve.
+
+  With `entropy`, every rate is measured a second time with its indices range-coded by the
+  codec's stored code frequencies ("ours-ec/...", "ours-rvq-ec/..."): same reconstruction, the
+  actual bytes of an entropy-coded file (JPEG and H.264 entropy-code too)."""
   import tempfile
 
   from cv.codec import files
   from cv.codec.neural import NeuralCodec
   codec = NeuralCodec.load(codec_path)
+  if entropy and codec.code_counts is None:
+    raise SystemExit(f"--codec {codec_path or 'demo'}: --entropy needs the codec's code "
+                     f"frequencies and this codec has none (training workdirs never do); export "
+                     f"it with tools/export_codec.py --workdir=... --out=codec.cvcodec and pass "
+                     f"that file")
 
-  def roundtrip_at(levels: int) -> classic_codecs.RoundTrip:
+  def roundtrip_at(levels: int, use_entropy: bool) -> classic_codecs.RoundTrip:
     def roundtrip(frames):
       with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "clip.cvz")
-        files.compress_array(frames, path, codec, chunk_frames=frames.shape[0], levels=levels)
+        files.compress_array(frames, path, codec, chunk_frames=frames.shape[0], levels=levels,
+                             use_entropy=use_entropy)
         size = os.path.getsize(path)
         _, chunks = files.iter_decompress(path, codec)
         return size, np.concatenate(list(chunks))
     return roundtrip
 
   name = "ours-rvq" if codec.num_levels > 1 else "ours"
-  return {f"{name}/cr{codec.nominal_cr(levels=lv):.0f}": roundtrip_at(lv)
-          for lv in range(1, codec.num_levels + 1)}
+  out = {}
+  for suffix, use_entropy in [("", False)] + ([("-ec", True)] if entropy else []):
+    for lv in range(1, codec.num_levels + 1):
+      out[f"{name}{suffix}/cr{codec.nominal_cr(levels=lv):.0f}"] = roundtrip_at(lv, use_entropy)
+  return out
 
 
 def build_extra_codecs(args: argparse.Namespace) -> dict[str, classic_codecs.RoundTrip]:
   """Our neural codecs (`--codec`, repeatable; `demo` = the shipped demo codec), keyed
-  "ours/cr<nominal rate>" (or "ours-rvq/..." per level of a residual codec); their bytes are
-  whole .cvz files, header included."""
+  "ours/cr<nominal rate>" (or "ours-rvq/..." per level of a residual codec; "-ec" entries with
+  `--entropy`); their bytes are whole .cvz files, header included."""
   out = {}
   for path in args.codec or []:
-    for name, fn in neural_roundtrips(None if path == "demo" else path).items():
+    for name, fn in neural_roundtrips(None if path == "demo" else path, args.entropy).items():
       if name in out:
         raise SystemExit(f"--codec {path}: {name} is already measured by an earlier --codec; "
                          f"compare codecs of different rates, or run them separately")
@@ -178,6 +193,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help="our codec to include: a .cvcodec file, a vq_codec workdir, or 'demo' "
                            "(the shipped one); repeat for several rates")
   parser.add_argument("--mpeg4_qs", type=int, nargs="+", default=[2, 5, 10, 20, 31])
+  parser.add_argument("--entropy", action="store_true",
+                      help="also measure each --codec with its indices range-coded by the code "
+                           "frequencies stored in the codec file (tools/export_codec.py)")
   return parser.parse_args(argv)
 
 
