@@ -34,6 +34,11 @@ def build_net(model: mlc.ConfigDict, latent_dim: int) -> AugNet:
                 num_freqs=model.num_freqs)
 
 
+def net_options(model: mlc.ConfigDict) -> dict[str, bool]:
+  """`net_inputs`' keywords from a `latent_aug` config's `model` block (what the network sees)."""
+  return dict(geometric_prior=bool(model.geometric_prior), source_phase=bool(model.source_phase))
+
+
 def net_inputs(latents: jax.Array, aug_params: jax.Array, spec: tuple[str, ...], *,
                geometric_prior: bool, source_phase: bool) -> tuple[jax.Array, jax.Array | None]:
   """What the network sees for A(E(x), p): the latents, first warped like the pixels when

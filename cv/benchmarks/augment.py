@@ -119,8 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model_config = k600_latent_aug.get_config(
         f"aug={DEFAULT_AUG}" + (",smoke" if args.smoke else "")).model
     spec, ranges, weights = ops.resolve_spec(DEFAULT_AUG), {}, "random"
-    options = dict(geometric_prior=model_config.geometric_prior,
-                   source_phase=model_config.source_phase)
+    options = latent_lib.net_options(model_config)
     net = latent_lib.build_net(model_config, codec.latent_dim)
     net_params = jax.jit(lambda r, lat: latent_lib.init_net(net, r, lat, spec, **options))(
         jax.random.PRNGKey(0), latents)

@@ -35,10 +35,11 @@ cv/configs/k600_s3d.py (the API is `cv.augment.latent.LatentAugmenter`).
 
 Expected result (demo data, demo codec, 2 CPU cores, 2,000 steps: ~11 min, ~20 min for flip's
 batch of 16): against the codec's rendering of the pixel-augmented clip D(E(T(x, p))), SSIM 0.90
-for flip and brightness (measured 0.900 and 0.900), 0.93 for saturation; for crops 0.815, i.e. 0.245 above the no-op and
-0.14 above the nearest-neighbour code crop; rotation 0.844. Against the raw pixel target T(x, p)
-every method is capped by the codec's own quality (demo codec: SSIM ~0.66); there the learned
-augmentation matches or beats decode -> augment -> encode. The README table has every figure.
+for flip and brightness (measured 0.900 and 0.900), 0.93 for saturation; for crops 0.815, i.e.
+0.245 above the no-op and 0.14 above the nearest-neighbour code crop; rotation 0.844. Against the
+raw pixel target T(x, p) every method is capped by the codec's own quality (demo codec: SSIM
+~0.66); there the learned augmentation matches or beats decode -> augment -> encode. The README
+table has every figure.
 """
 from __future__ import annotations
 

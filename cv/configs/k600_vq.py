@@ -14,8 +14,9 @@ stays the same, paper App. B.2 "space- vs time-compression"); quantizer = vq | f
 vector quantisation or codebook-free finite scalar quantisation with as many implicit entries
 (same bits per index); quantizer = rvq with levels = L stacks L residual levels of the rate's
 codebooks: one model serving CR = cr / l for l = 1..L levels (e.g. `cr=768,quantizer=rvq,levels=4`
-serves 768, 384, 256 and 192; eval logs `psnr_levels<l>` for each). The nominal CR logged at start and in metrics.json is computed from the
-real code tensor shape: CR = 24·(T/T')·(H/H')·(W/W') / (K·log2 N).
+serves 768, 384, 256 and 192; eval logs `psnr_levels<l>` for each). The nominal CR logged at start
+and in metrics.json is computed from the real code tensor shape:
+CR = 24·(T/T')·(H/H')·(W/W') / (K·log2 N).
 
 | cr  | spatial down | K codebooks x N entries | bits/index | nominal CR |
 | 30  | 4x           | 2 x 64                  | 6          | 32.0       |

@@ -6,8 +6,9 @@ Given the latents z of a video x and an augmentation's parameter vector p (see
 be applied to stored compressed videos without decoding them. Architecture:
 
   p [B,P] -> MLP (3 hidden layers) -> broadcast over (T, H, W), concatenated to the latents
-  (and optional per-cell features, e.g. sub-cell phases) on channels -> Dense to `width` -> + positional embedding -> `num_layers` blocks of divided
-  space-time attention -> LayerNorm -> Dense to the latent channels (zero-initialised) -> + z.
+  (and optional per-cell features, e.g. sub-cell phases) on channels -> Dense to `width` ->
+  + positional embedding -> `num_layers` blocks of divided space-time attention -> LayerNorm ->
+  Dense to the latent channels (zero-initialised) -> + z.
 
 Latents are float [B, T, H, W, C] (the codec's grid, 8x smaller than the frames in space).
 """

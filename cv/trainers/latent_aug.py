@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from cv.augment import ops
-from cv.augment.latent import apply_net, build_net, init_net, write_info
+from cv.augment.latent import apply_net, build_net, init_net, net_options, write_info
 from cv.codec.neural import NeuralCodec
 from cv.data import datasets, pipeline
 from cv.lib import distributed, loop, metrics, optim
@@ -57,11 +57,10 @@ def make_task(config: mlc.ConfigDict, codec: NeuralCodec, train_records: list[di
           clip.crop // codec.spatial_factor)
   latent_dim = codec.latent_dim
   net = build_net(config.model, latent_dim)
-  net_options = dict(geometric_prior=bool(config.model.geometric_prior),
-                     source_phase=bool(config.model.source_phase))
+  options = net_options(config.model)
 
   def augment(params, lat, p):  # A(E(x), p)
-    return apply_net(net, params, lat, p, spec, **net_options)
+    return apply_net(net, params, lat, p, spec, **options)
 
   tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
   cvars = codec.variables
@@ -82,7 +81,7 @@ def make_task(config: mlc.ConfigDict, codec: NeuralCodec, train_records: list[di
 
   def init(rng: jax.Array) -> TrainState:
     p_rng, s_rng = jax.random.split(rng)
-    params = init_net(net, p_rng, jnp.zeros((1, *grid, latent_dim)), spec, **net_options)
+    params = init_net(net, p_rng, jnp.zeros((1, *grid, latent_dim)), spec, **options)
     return TrainState.create(params=params, tx=tx, rng=s_rng)
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
@@ -195,7 +194,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     write_info(workdir, spec, _sampling_ranges(config), codec.codec_id, codec.latent_dim,
-               bool(config.model.geometric_prior), bool(config.model.source_phase))
+               **net_options(config.model))
   final = loop.run(config, workdir, task)
   if "eval/ssim_learned_vs_codec" in final:
     line = (f"final: SSIM learned {final['eval/ssim_learned_vs_codec']:.3f} vs no-op "
