@@ -177,6 +177,8 @@ def test_compare_codecs_entropy_adds_range_coded_points(tmp_path):
   codec.save(plain)
   with pytest.raises(SystemExit, match="export_codec.py"):
     tool.neural_roundtrips(plain, entropy=True)
+  with pytest.raises(SystemExit, match="missing.cvcodec: codec file not found"):
+    tool.neural_roundtrips(str(tmp_path / "missing.cvcodec"))
   # Code frequencies measured on these frames: the range coder then beats 8 bits per index.
   codes = codec.encode(frames).reshape(-1, codec.num_codebooks)
   counts = np.stack([np.bincount(codes[:, k], minlength=codec.num_entries)

@@ -99,8 +99,11 @@ def neural_roundtrips(codec_path: str | None,
   import tempfile
 
   from cv.codec import files
-  from cv.codec.neural import NeuralCodec
-  codec = NeuralCodec.load(codec_path)
+  from cv.codec.neural import CodecError, NeuralCodec
+  try:
+    codec = NeuralCodec.load(codec_path)
+  except CodecError as e:  # a missing or foreign file: the message names it and the fix
+    raise SystemExit(f"error: {e}") from None
   if entropy and codec.code_counts is None:
     raise SystemExit(f"--codec {codec_path or 'demo'}: --entropy needs the codec's code "
                      f"frequencies and this codec has none (training workdirs never do); export "
