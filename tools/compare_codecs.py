@@ -14,6 +14,9 @@ not used to train our codec. Writes to `--out`:
   rd_psnr.png          bpp (log) vs PSNR, one line per codec (mean over videos)
   rd_metrics.png       2x2 figure: PSNR, SSIM, MS-SSIM, MAE vs bpp (mean over videos)
   rd_metrics_<video>.png  the same figure for each video
+  equal_rate.json      with --codec: each of our points against each classic codec at our bpp
+                       (its metrics interpolated in log-bpp; its settings with >= our bytes and
+                       which we beat on every metric), also the last table of table.md
 
 Our neural codecs come in with `--codec` (repeatable): one point per codec, or one per rate for a
 residual-quantisation codec (`k600_vq.py:quantizer=rvq,levels=L` serves L rates, drawn as the
@@ -39,6 +42,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cv.data import transforms  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cv.data import video  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cv.lib import classic_codecs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cv.lib import equal_rate  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cv.lib import fileio  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 RDPoint = classic_codecs.RDPoint
@@ -227,6 +231,14 @@ def main(argv: Sequence[str] | None = None) -> str:
   if len(paths) > 1:
     sections.append(f"### mean over {len(paths)} videos (bytes summed, metrics averaged)\n\n"
                     + classic_codecs.format_table(combined))
+  over = f"mean over {len(paths)} videos" if len(paths) > 1 else name
+  rows = equal_rate.verdicts(combined)
+  if rows:
+    sections.append(f"### ours against the classic codecs at our bpp ({over})\n\n"
+                    "Reference metrics interpolated in log-bpp between its two settings around "
+                    "our rate; Δ = ours - reference (MAE: negative is better); \"beaten\": its "
+                    "settings with at least our bytes that we beat on PSNR, SSIM, MS-SSIM and "
+                    "MAE.\n\n" + equal_rate.format_verdicts(rows))
   title = f"{len(paths)} video(s), {args.num_frames}x{args.size}x{args.size}"
   classic_codecs.plot_rd(combined, os.path.join(args.out, "rd_psnr.png"), "psnr", title=title)
   classic_codecs.plot_rd_grid(combined, os.path.join(args.out, "rd_metrics.png"), title=title)
@@ -235,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     with open(tmp, "w") as f:
       f.write(table)
   fileio.write_json(os.path.join(args.out, "points.json"), records)
+  if rows:
+    fileio.write_json(os.path.join(args.out, "equal_rate.json"),
+                      [equal_rate.to_json(r) for r in rows])
   print(table)
   print(f"Wrote {args.out} in {time.perf_counter() - start:.1f} s.")
   return table
