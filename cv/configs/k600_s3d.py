@@ -33,8 +33,8 @@ Expected result (demo data, 8 classes, chance 0.125; 2 CPU cores): the default r
 demo dataset once (~30 s) and trains 2,000 steps in about 10 minutes to held-out top-1
 ~0.55-0.7 (views averaged; measured 0.67-0.69 over 3 seeds on one machine, 0.55 and 0.62 over 2
 seeds on another: float differences between CPUs change the trajectory); input=rgb reaches
-~0.7 (measured 0.72) at 3.6x the time per step (`tools/bench.py step`). The codec sets the gap: the previous 23 dB demo
-codec gave 0.46-0.57. See the README results tables.
+~0.7 (measured 0.72) at 3.6x the time per step (`tools/bench.py step`). The codec sets the gap:
+the previous 23 dB demo codec gave 0.46-0.57. See the README results tables.
 """
 from __future__ import annotations
 
