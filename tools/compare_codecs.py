@@ -16,7 +16,8 @@ not used to train our codec. Writes to `--out`:
   rd_metrics_<video>.png  the same figure for each video
   equal_rate.json      with --codec: each of our points against each classic codec at our bpp
                        (its metrics interpolated in log-bpp; its settings with >= our bytes and
-                       which we beat on every metric), also the last table of table.md
+                       which we beat on every metric), on the mean and on each video ("over"),
+                       also the last tables of table.md
 
 Our neural codecs come in with `--codec` (repeatable): one point per codec, or one per rate for a
 residual-quantisation codec (`k600_vq.py:quantizer=rvq,levels=L` serves L rates, drawn as the
