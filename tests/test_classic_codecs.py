@@ -193,6 +193,21 @@ def test_cli_end_to_end(tmp_path):
     assert (v["delta"]["psnr"] is None) == (not low <= ours["bpp"] <= high)
 
 
+@pytest.mark.parametrize("content", [None, b"not a video"])
+def test_cli_bad_video_exits_with_its_name(tmp_path, content):
+  path = tmp_path / "clip.mp4"
+  if content is not None:
+    path.write_bytes(content)
+  out = tmp_path / "cmp"
+  cmd = [sys.executable, os.path.join(helpers.ROOT, "tools", "compare_codecs.py"), "--videos",
+         str(path), "--out", str(out)]
+  result = subprocess.run(cmd, cwd=str(tmp_path), env=helpers.main_env(), capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode != 0
+  assert str(path) in result.stderr and "Traceback" not in result.stderr
+  assert not out.exists()
+
+
 def test_compare_takes_extra_codecs(frames):
   tool = helpers.load_tool("compare_codecs")
   points = tool.compare(frames, {"raw/rgb24": lambda x: (x.size, x.copy())},

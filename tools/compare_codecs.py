@@ -63,8 +63,8 @@ def load_frames(path: str, num_frames: int, size: int) -> np.ndarray:
   """
   info = video.probe(path)
   if info.num_frames < num_frames:
-    raise ValueError(f"{path}: has {info.num_frames} frames, fewer than --num_frames "
-                     f"{num_frames}; lower --num_frames")
+    raise video.VideoError(path, f"has {info.num_frames} frames, fewer than --num_frames "
+                                 f"{num_frames}; lower --num_frames")
   frames = video.read_frames(path, np.arange(num_frames))
   return transforms.resize_and_crop(frames, short_side=size, crop=size, train=False)
 
@@ -219,7 +219,10 @@ def main(argv: Sequence[str] | None = None) -> str:
   for path in paths:
     name = os.path.splitext(os.path.basename(path))[0]
     names.append(name)
-    frames = load_frames(path, args.num_frames, args.size)
+    try:
+      frames = load_frames(path, args.num_frames, args.size)
+    except video.VideoError as e:  # missing, corrupt or too short: the message names the fix
+      raise SystemExit(f"error: {e}") from None
     points = compare(frames, extra_codecs, **sweep_kwargs)
     per_video.append(points)
     shape = list(frames.shape[:3])
