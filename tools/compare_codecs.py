@@ -3,6 +3,7 @@
 Examples:
   python tools/compare_codecs.py
   python tools/compare_codecs.py --videos a.mp4 b.mp4 --num_frames 16 --size 64 --out /tmp/cmp
+  python tools/compare_codecs.py --codec demo --jpeg_stream --jpeg_scales 1 2 4
 
 Each video's first `--num_frames` frames are resized (short side) and centre-cropped to a
 `--size` square, so every codec sees exactly the same frames, then every codec is run at every
@@ -17,7 +18,14 @@ not used to train our codec. Writes to `--out`:
   equal_rate.json      with --codec: each of our points against each classic codec at our bpp
                        (its metrics interpolated in log-bpp; its settings with >= our bytes and
                        which we beat on every metric), on the mean and on each video ("over"),
-                       also the last tables of table.md
+                       also the last tables of table.md; with several JPEG variants, also
+                       against "jpeg-best", the best of them at our rate
+
+JPEG variants: per-frame files at full size ("jpeg") by default. `--jpeg_stream` also counts
+each as one stream with the 623-byte header stored once per clip instead of once per frame
+("jpeg-stream"; on 128x128 frames the header alone is 0.30 bpp), and `--jpeg_scales 2 4` also
+encodes frames shrunk 2x and 4x and enlarges them back ("jpeg-d2", "jpeg-stream-d4", ...), which
+is how JPEG reaches low rates.
 
 Our neural codecs come in with `--codec` (repeatable): one point per codec, or one per rate for a
 residual-quantisation codec (`k600_vq.py:quantizer=rvq,levels=L` serves L rates, drawn as the
@@ -195,6 +203,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--out", default=os.path.join("workdirs", "compare_codecs"),
                       help="Output folder.")
   parser.add_argument("--jpeg_qualities", type=int, nargs="+", default=[10, 30, 50, 75, 90])
+  parser.add_argument("--jpeg_scales", type=int, nargs="+", default=[1],
+                      help="also run JPEG on frames shrunk by these factors and enlarged back "
+                           "(codec jpeg-d<scale>), the way JPEG reaches low rates; 1 = full size")
+  parser.add_argument("--jpeg_stream", action="store_true",
+                      help="also count each JPEG variant as one stream that stores the 623-byte "
+                           "header once per clip (jpeg-stream...), not once per frame")
   parser.add_argument("--h264_crfs", type=int, nargs="+", default=[18, 23, 28, 35, 45])
   parser.add_argument("--h264_preset", default="medium")
   parser.add_argument("--codec", action="append", default=None,
@@ -204,7 +218,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--entropy", action="store_true",
                       help="also measure each --codec with its indices range-coded by the code "
                            "frequencies stored in the codec file (tools/export_codec.py)")
-  return parser.parse_args(argv)
+  args = parser.parse_args(argv)
+  if not all(0 <= q <= 100 for q in args.jpeg_qualities):
+    parser.error(f"--jpeg_qualities must be in [0, 100], got {args.jpeg_qualities}")
+  if not all(1 <= s <= args.size // 8 for s in args.jpeg_scales):
+    parser.error(f"--jpeg_scales must be in [1, {args.size // 8}] (--size {args.size} shrunk by "
+                 f"the scale must keep one 8x8 JPEG block), got {args.jpeg_scales}")
+  return args
 
 
 def main(argv: Sequence[str] | None = None) -> str:
@@ -214,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> str:
   paths = args.videos or default_videos()
   extra_codecs = build_extra_codecs(args)
   sweep_kwargs = dict(jpeg_qualities=args.jpeg_qualities, h264_crfs=args.h264_crfs,
-                      mpeg4_qs=args.mpeg4_qs, h264_preset=args.h264_preset)
+                      mpeg4_qs=args.mpeg4_qs, h264_preset=args.h264_preset,
+                      jpeg_scales=args.jpeg_scales, jpeg_stream=args.jpeg_stream)
   sections, records, per_video, names = [], [], [], []
   for path in paths:
     name = os.path.splitext(os.path.basename(path))[0]

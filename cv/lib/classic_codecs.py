@@ -13,7 +13,12 @@ Conventions:
 * bpp = 8 * bytes / (T * H * W) (bits per pixel, all three colour channels together) and
   CR = T * H * W * 3 / bytes (compression ratio against raw uint8 RGB).
 * JPEG is intra-only: every frame is its own file (OpenCV/libjpeg defaults: 4:2:0 chroma,
-  baseline Huffman). Its byte count is the sum of the JPEG files.
+  baseline Huffman). Its byte count is the sum of the JPEG files. Every file repeats the same
+  623-byte header (tables included): 0.30 bpp on 128x128 frames, 0.08 bpp on 256x256, most of
+  the rate at low quality. So two more JPEG variants exist: "jpeg-stream" stores that header once
+  per clip (`pack_jpeg_stream`, a real stream that decodes back to the files), and "-d<scale>"
+  encodes frames shrunk by `scale` and enlarges them back after decoding, which is how JPEG gets
+  to low rates in practice.
 * H.264 (libx264) and MPEG-4 Part 2 ('mpeg4' encoder) are encoded with PyAV into an in-memory
   mp4 file at a nominal 25 fps; their byte count is the whole mp4 file, so the fixed overhead is
   charged to the codec: about 1.5 KB for H.264 (mp4 headers and index plus the ~0.7 KB settings
@@ -134,6 +139,122 @@ def jpeg(frames: np.ndarray, quality: int) -> tuple[int, np.ndarray]:
   """
   files = encode_jpeg(frames, quality)
   return sum(len(f) for f in files), decode_jpeg(files)
+
+
+# JPEG markers (ITU-T T.81 Table B.1) used to find and share the header.
+_SOI, _EOI, _SOS = b"\xff\xd8", b"\xff\xd9", 0xDA
+
+
+def jpeg_header_length(data: bytes) -> int:
+  """Bytes before the entropy-coded data of a baseline JPEG file: SOI and every marker segment up
+  to and including the scan header (SOS). OpenCV writes 623 of them (JFIF, two quantisation
+  tables, frame header, four Huffman tables, scan header) whatever the quality or frame size.
+
+  Raises:
+    ValueError: `data` is not a JPEG file or its header is cut short.
+  """
+  if not data.startswith(_SOI):
+    raise ValueError("jpeg_header_length: the data does not start with a JPEG SOI marker")
+  pos = len(_SOI)
+  while pos + 4 <= len(data):
+    if data[pos] != 0xFF:
+      raise ValueError(f"jpeg_header_length: expected a marker at byte {pos}")
+    marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
+    pos += 2 + length
+    if marker == _SOS:
+      if pos > len(data):
+        break
+      return pos
+  raise ValueError("jpeg_header_length: the header ends before a scan (SOS) segment")
+
+
+def pack_jpeg_stream(files: Sequence[bytes]) -> bytes:
+  """Packs per-frame JPEG files into one stream that stores their common header once.
+
+  Why: per-frame JPEG files repeat the same ~0.6 KB of tables and headers in every frame. On
+  small frames that is most of the rate at low quality (0.30 bpp at 128x128), so charging it T
+  times would flatter any codec compared with JPEG. A clip container needs the tables once, as
+  JPEG's abbreviated format and Motion-JPEG streams do. The stream is the first file's header
+  followed by each frame's entropy-coded data and EOI marker; `unpack_jpeg_stream` restores the
+  files byte for byte (entropy-coded data cannot contain an EOI marker: 0xFF bytes in it are
+  stuffed as 0xFF00).
+
+  Args:
+    files: Per-frame JPEG files with identical headers (one `encode_jpeg` call: same quality,
+      same frame size).
+
+  Returns:
+    The stream.
+
+  Raises:
+    ValueError: No files, or their headers differ.
+  """
+  if not files:
+    raise ValueError("pack_jpeg_stream: got no JPEG files")
+  n = jpeg_header_length(files[0])
+  header = files[0][:n]
+  body = []
+  for i, data in enumerate(files):
+    if data[:n] != header or jpeg_header_length(data) != n:
+      raise ValueError(f"pack_jpeg_stream: frame {i}'s JPEG header differs from frame 0's; only "
+                       f"frames encoded with the same quality and size share one header")
+    if not data.endswith(_EOI):
+      raise ValueError(f"pack_jpeg_stream: frame {i}'s JPEG file does not end with EOI")
+    body.append(data[n:])
+  return header + b"".join(body)
+
+
+def unpack_jpeg_stream(data: bytes) -> list[bytes]:
+  """The per-frame JPEG files of a stream written by `pack_jpeg_stream`."""
+  n = jpeg_header_length(data)
+  header, scans = data[:n], data[n:].split(_EOI)
+  if scans[-1]:
+    raise ValueError("unpack_jpeg_stream: the stream does not end with an EOI marker")
+  return [header + scan + _EOI for scan in scans[:-1]]
+
+
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Resizes uint8 [T, H, W, 3] frames: area averaging when shrinking, bicubic when enlarging."""
+  shrink = height * width < frames.shape[1] * frames.shape[2]
+  interpolation = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+  return np.stack([cv2.resize(f, (width, height), interpolation=interpolation) for f in frames])
+
+
+def jpeg_codec_name(scale: int = 1, stream: bool = False) -> str:
+  """The codec name of a JPEG variant: "jpeg" (per-frame files at full size), "-stream" when the
+  header is stored once per clip (`pack_jpeg_stream`), "-d<scale>" when the frames are encoded
+  at 1/scale of the size and enlarged back after decoding."""
+  return "jpeg" + ("-stream" if stream else "") + (f"-d{scale}" if scale > 1 else "")
+
+
+def _jpeg_variant_points(frames: np.ndarray, quality: int, scale: int,
+                         streams: Sequence[bool]) -> list[RDPoint]:
+  """JPEG at `quality` on frames shrunk by `scale` (then enlarged back), once per accounting in
+  `streams` (False: per-frame files; True: one stream with a shared header). Same decoded
+  frames for both; each point's bytes are those of what it would store."""
+  _, h, w, _ = frames.shape
+  if scale < 1:
+    raise ValueError(f"jpeg: the shrink factor must be >= 1, got {scale}")
+  small_h, small_w = round(h / scale), round(w / scale)
+  if min(small_h, small_w) < 8:
+    raise ValueError(f"jpeg: frames of {h}x{w} shrunk by {scale} are smaller than one 8x8 JPEG "
+                     f"block; use a smaller scale")
+  start = time.perf_counter()
+  small = frames if scale == 1 else resize_frames(frames, small_h, small_w)
+  files = encode_jpeg(small, quality)
+  stream = pack_jpeg_stream(files) if any(streams) else b""
+  encode_s = time.perf_counter() - start
+  points = []
+  for packed in streams:
+    start = time.perf_counter()
+    decoded = decode_jpeg(unpack_jpeg_stream(stream) if packed else files)
+    if scale != 1:
+      decoded = resize_frames(decoded, h, w)
+    decode_s = time.perf_counter() - start
+    num_bytes = len(stream) if packed else sum(len(f) for f in files)
+    points.append(make_point(jpeg_codec_name(scale, packed), f"q{quality}", frames, num_bytes,
+                             _check_decoded(frames, decoded, "jpeg"), encode_s, decode_s))
+  return points
 
 
 # ----------------------------------------------------------------------------------------------
@@ -361,27 +482,35 @@ def sweep(
     h264_crfs: Iterable[int] = (18, 23, 28, 35, 45),
     mpeg4_qs: Iterable[int] = (2, 5, 10, 20, 31),
     h264_preset: str = "medium",
+    jpeg_scales: Iterable[int] = (1,),
+    jpeg_stream: bool = False,
 ) -> list[RDPoint]:
   """Measures every classic codec at every setting on the same frames.
 
   Args:
     frames: uint8 [T, H, W, 3] RGB; H, W >= 11 (for SSIM).
     jpeg_qualities: JPEG qualities (setting names "q<quality>").
+    jpeg_scales: JPEG is also run on frames shrunk by each of these factors and enlarged back
+      (codec "jpeg-d<scale>"): the way to reach low rates with JPEG, where it would otherwise
+      spend its bits on detail the rate cannot afford.
+    jpeg_stream: Also count each JPEG variant as one stream with the header stored once
+      (`pack_jpeg_stream`, codecs "jpeg-stream..."), besides per-frame files.
     h264_crfs: libx264 CRFs (setting names "crf<crf>", or "crf<crf>-<preset>" for a non-default
       preset).
     mpeg4_qs: MPEG-4 Part 2 quantisers (setting names "q<q>").
     h264_preset: libx264 preset for every CRF.
 
   Returns:
-    One RDPoint per (codec, setting), in the order jpeg, h264, mpeg4 and the given settings.
+    One RDPoint per (codec, setting), in the order jpeg (by scale, then quality), h264, mpeg4 and
+    the given settings.
   """
   _check_frames(frames, "sweep")
   h, w = frames.shape[1:3]
   points = []
-  for q in jpeg_qualities:
-    points.append(_measure_split(
-        "jpeg", f"q{q}", frames, lambda q=q: encode_jpeg(frames, q), decode_jpeg,
-        lambda files: sum(len(f) for f in files)))
+  streams = (False, True) if jpeg_stream else (False,)
+  for scale in jpeg_scales:
+    for q in jpeg_qualities:
+      points += _jpeg_variant_points(frames, q, int(scale), streams)
   suffix = "" if h264_preset == "medium" else f"-{h264_preset}"
   for crf in h264_crfs:
     points.append(_measure_split(

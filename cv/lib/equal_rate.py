@@ -14,6 +14,9 @@ points:
   metric (higher PSNR, SSIM and MS-SSIM, lower MAE).
 
 Points are `cv.lib.classic_codecs.RDPoint`s; ours are those whose codec name starts "ours".
+Every other codec is a reference. When several JPEG variants are measured (per-frame files or
+one stream, full size or shrunk: `cv.lib.classic_codecs.jpeg_codec_name`), a pooled reference
+"jpeg-best" is added too: at our rate, the best any variant reaches, and all their settings.
 """
 from __future__ import annotations
 
@@ -25,7 +28,11 @@ from cv.lib.classic_codecs import RDPoint
 
 METRICS = ("psnr", "ssim", "ms_ssim", "mae")
 LOWER_IS_BETTER = frozenset({"mae"})
-_NAMES = {"jpeg": "JPEG", "h264": "H.264", "mpeg4": "MPEG-4"}
+# The pooled reference: all JPEG variants together.
+BEST_JPEG = "jpeg-best"
+_NAMES = {"jpeg": "JPEG", "h264": "H.264", "mpeg4": "MPEG-4", BEST_JPEG: "JPEG, best variant"}
+# Beaten settings listed by name in a Markdown cell (all of them are in the JSON records).
+_MAX_LISTED = 8
 
 
 def _better(metric: str, a: float, b: float) -> bool:
@@ -70,10 +77,11 @@ class Verdict:
 
   Attributes:
     ours: Our point.
-    reference: The reference codec's name ("jpeg", "h264", "mpeg4").
+    reference: The reference codec's name ("jpeg", "h264", "mpeg4", BEST_JPEG, ...).
     at_rate: metric -> the reference's value interpolated at our bpp (None: our rate is outside
       the reference's measured range).
-    costlier: The reference's settings with at least our bytes, cheapest first.
+    costlier: The reference's settings with at least our bytes, cheapest first ("<codec>:<setting>"
+      for BEST_JPEG).
     beaten: Those of `costlier` that our point beats on every metric.
     bpp_range: The reference's lowest and highest measured bpp.
   """
@@ -90,24 +98,57 @@ class Verdict:
     return None if ref is None else getattr(self.ours, metric) - ref
 
 
+def _best(metric: str, values: Sequence[float | None]) -> float | None:
+  """The best of the values that exist (None when none does)."""
+  present = [v for v in values if v is not None]
+  if not present:
+    return None
+  return min(present) if metric in LOWER_IS_BETTER else max(present)
+
+
+def _verdict(ours: RDPoint, reference: str, curves: dict[str, list[RDPoint]]) -> Verdict:
+  """`ours` against the pooled settings of `curves` (codec -> its points): at our rate, the best
+  interpolated value among them; settings named "<codec>:<setting>" when several are pooled."""
+  pooled = [q for curve in curves.values() for q in curve]
+  name = (lambda q: q.setting) if len(curves) == 1 else (lambda q: f"{q.codec}:{q.setting}")
+  costlier = sorted((q for q in pooled if q.bytes >= ours.bytes), key=lambda q: q.bytes)
+  return Verdict(
+      ours=ours, reference=reference,
+      bpp_range=(min(q.bpp for q in pooled), max(q.bpp for q in pooled)),
+      at_rate={m: _best(m, [interpolate(c, ours.bpp, m) for c in curves.values()])
+               for m in METRICS},
+      costlier=tuple(name(q) for q in costlier),
+      beaten=tuple(name(q) for q in costlier if beats(ours, q)))
+
+
 def verdicts(points: Sequence[RDPoint],
-             references: Sequence[str] = ("jpeg", "h264", "mpeg4")) -> list[Verdict]:
-  """A Verdict for every point of ours (codec name starting "ours") against every reference codec
-  present in `points`, in the order of `points` then `references`."""
+             references: Sequence[str] | None = None) -> list[Verdict]:
+  """A Verdict for every point of ours (codec name starting "ours") against every reference codec.
+
+  Args:
+    points: Our points and the reference codecs' points.
+    references: Reference codec names. Default: every codec in `points` that is not ours, in
+      order of first appearance, plus BEST_JPEG (all codecs named "jpeg..." pooled) when there
+      are several JPEG variants. References absent from `points` are skipped.
+
+  Returns:
+    The verdicts, in the order of our points, then `references`.
+  """
+  curves: dict[str, list[RDPoint]] = {}
+  for q in points:
+    if not q.codec.startswith("ours"):
+      curves.setdefault(q.codec, []).append(q)
+  jpegs = {c: pts for c, pts in curves.items() if c.startswith("jpeg")}
+  if references is None:
+    references = list(curves) + ([BEST_JPEG] if len(jpegs) > 1 else [])
   out = []
   for p in points:
     if not p.codec.startswith("ours"):
       continue
     for ref in references:
-      curve = [q for q in points if q.codec == ref]
-      if not curve:
-        continue
-      costlier = sorted((q for q in curve if q.bytes >= p.bytes), key=lambda q: q.bytes)
-      out.append(Verdict(
-          ours=p, reference=ref, bpp_range=(min(q.bpp for q in curve), max(q.bpp for q in curve)),
-          at_rate={m: interpolate(curve, p.bpp, m) for m in METRICS},
-          costlier=tuple(q.setting for q in costlier),
-          beaten=tuple(q.setting for q in costlier if beats(p, q))))
+      pooled = jpegs if ref == BEST_JPEG else {ref: curves[ref]} if ref in curves else {}
+      if pooled:
+        out.append(_verdict(p, ref, pooled))
   return out
 
 
@@ -127,12 +168,15 @@ def format_verdicts(rows: Sequence[Verdict]) -> str:
       ref_cell = f"{ref_psnr:.2f}"
     elif r.ours.bpp < r.bpp_range[0]:
       ref_cell = f"n/a: it spends ≥ {r.bpp_range[0]:.3f}"
-    else:
+    elif r.ours.bpp > r.bpp_range[1]:
       ref_cell = f"n/a: it spends ≤ {r.bpp_range[1]:.3f}"
+    else:  # Pooled variants whose measured ranges leave a gap at our rate.
+      ref_cell = "n/a: no variant measured at this rate"
     if r.costlier:
       beaten = f"{len(r.beaten)} / {len(r.costlier)}"
       if r.beaten:
-        beaten += f" ({', '.join(r.beaten)})"
+        shown = r.beaten[:_MAX_LISTED] + (("…",) if len(r.beaten) > _MAX_LISTED else ())
+        beaten += f" ({', '.join(shown)})"
     else:
       beaten = "none spend as many bytes"
     lines.append(
