@@ -236,14 +236,17 @@ def main(argv: Sequence[str] | None = None) -> str:
   sweep_kwargs = dict(jpeg_qualities=args.jpeg_qualities, h264_crfs=args.h264_crfs,
                       mpeg4_qs=args.mpeg4_qs, h264_preset=args.h264_preset,
                       jpeg_scales=args.jpeg_scales, jpeg_stream=args.jpeg_stream)
-  sections, records, per_video, names = [], [], [], []
+  # Every clip is read before anything is measured or written: a bad one stops the run at once.
+  clips = []
   for path in paths:
-    name = os.path.splitext(os.path.basename(path))[0]
-    names.append(name)
     try:
       frames = load_frames(path, args.num_frames, args.size)
     except video.VideoError as e:  # missing, corrupt or too short: the message names the fix
       raise SystemExit(f"error: {e}") from None
+    clips.append((os.path.splitext(os.path.basename(path))[0], frames))
+  names = [name for name, _ in clips]
+  sections, records, per_video = [], [], []
+  for name, frames in clips:
     points = compare(frames, extra_codecs, **sweep_kwargs)
     per_video.append(points)
     shape = list(frames.shape[:3])

@@ -195,7 +195,7 @@ def pack_jpeg_stream(files: Sequence[bytes]) -> bytes:
   header = files[0][:n]
   body = []
   for i, data in enumerate(files):
-    if data[:n] != header or jpeg_header_length(data) != n:
+    if data[:n] != header:  # Same bytes, so the same segments and the same length.
       raise ValueError(f"pack_jpeg_stream: frame {i}'s JPEG header differs from frame 0's; only "
                        f"frames encoded with the same quality and size share one header")
     if not data.endswith(_EOI):
@@ -227,11 +227,10 @@ def jpeg_codec_name(scale: int = 1, stream: bool = False) -> str:
   return "jpeg" + ("-stream" if stream else "") + (f"-d{scale}" if scale > 1 else "")
 
 
-def _jpeg_variant_points(frames: np.ndarray, quality: int, scale: int,
-                         streams: Sequence[bool]) -> list[RDPoint]:
-  """JPEG at `quality` on frames shrunk by `scale` (then enlarged back), once per accounting in
-  `streams` (False: per-frame files; True: one stream with a shared header). Same decoded
-  frames for both; each point's bytes are those of what it would store."""
+def _jpeg_variant_points(frames: np.ndarray, q: int, scale: int, stream: bool) -> list[RDPoint]:
+  """JPEG at quality `q` on frames shrunk by `scale` (then enlarged back): the per-frame files'
+  point and, with `stream`, the same decoded frames counted as one stream with a shared header
+  (decoded from that stream, which unpacks to the very same files; measured once)."""
   _, h, w, _ = frames.shape
   if scale < 1:
     raise ValueError(f"jpeg: the shrink factor must be >= 1, got {scale}")
@@ -241,20 +240,20 @@ def _jpeg_variant_points(frames: np.ndarray, quality: int, scale: int,
                      f"block; use a smaller scale")
   start = time.perf_counter()
   small = frames if scale == 1 else resize_frames(frames, small_h, small_w)
-  files = encode_jpeg(small, quality)
-  stream = pack_jpeg_stream(files) if any(streams) else b""
+  files = encode_jpeg(small, q)
+  packed = pack_jpeg_stream(files) if stream else b""
   encode_s = time.perf_counter() - start
-  points = []
-  for packed in streams:
-    start = time.perf_counter()
-    decoded = decode_jpeg(unpack_jpeg_stream(stream) if packed else files)
-    if scale != 1:
-      decoded = resize_frames(decoded, h, w)
-    decode_s = time.perf_counter() - start
-    num_bytes = len(stream) if packed else sum(len(f) for f in files)
-    points.append(make_point(jpeg_codec_name(scale, packed), f"q{quality}", frames, num_bytes,
-                             _check_decoded(frames, decoded, "jpeg"), encode_s, decode_s))
-  return points
+  start = time.perf_counter()
+  decoded = decode_jpeg(unpack_jpeg_stream(packed) if stream else files)
+  if scale != 1:
+    decoded = resize_frames(decoded, h, w)
+  decode_s = time.perf_counter() - start
+  point = make_point(jpeg_codec_name(scale), f"q{q}", frames, sum(len(f) for f in files),
+                     _check_decoded(frames, decoded, "jpeg"), encode_s, decode_s)
+  if not stream:
+    return [point]
+  return [point, dataclasses.replace(point, codec=jpeg_codec_name(scale, stream=True),
+                                     **_rate(frames, len(packed)))]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -440,11 +439,15 @@ def make_point(codec: str, setting: str, frames: np.ndarray, num_bytes: int, dec
   """
   if num_bytes <= 0:
     raise ValueError(f"{codec} {setting}: encoded size must be positive, got {num_bytes}")
+  return RDPoint(codec=codec, setting=setting, **_rate(frames, num_bytes),
+                 **quality(frames, decoded), encode_s=float(encode_s), decode_s=float(decode_s))
+
+
+def _rate(frames: np.ndarray, num_bytes: int) -> dict[str, Any]:
+  """The RDPoint rate fields (bytes, bpp, cr) of `num_bytes` for the [T, H, W, 3] `frames`."""
   t, h, w, _ = frames.shape
   pixels = t * h * w
-  return RDPoint(codec=codec, setting=setting, bytes=int(num_bytes),
-                 bpp=8.0 * num_bytes / pixels, cr=3.0 * pixels / num_bytes,
-                 **quality(frames, decoded), encode_s=float(encode_s), decode_s=float(decode_s))
+  return dict(bytes=int(num_bytes), bpp=8.0 * num_bytes / pixels, cr=3.0 * pixels / num_bytes)
 
 
 def measure(codec: str, setting: str, frames: np.ndarray, roundtrip: RoundTrip) -> RDPoint:
@@ -507,10 +510,9 @@ def sweep(
   _check_frames(frames, "sweep")
   h, w = frames.shape[1:3]
   points = []
-  streams = (False, True) if jpeg_stream else (False,)
   for scale in jpeg_scales:
     for q in jpeg_qualities:
-      points += _jpeg_variant_points(frames, q, int(scale), streams)
+      points += _jpeg_variant_points(frames, q, int(scale), jpeg_stream)
   suffix = "" if h264_preset == "medium" else f"-{h264_preset}"
   for crf in h264_crfs:
     points.append(_measure_split(
