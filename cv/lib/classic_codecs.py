@@ -493,9 +493,9 @@ def sweep(
   Args:
     frames: uint8 [T, H, W, 3] RGB; H, W >= 11 (for SSIM).
     jpeg_qualities: JPEG qualities (setting names "q<quality>").
-    jpeg_scales: JPEG is also run on frames shrunk by each of these factors and enlarged back
-      (codec "jpeg-d<scale>"): the way to reach low rates with JPEG, where it would otherwise
-      spend its bits on detail the rate cannot afford.
+    jpeg_scales: JPEG runs on frames shrunk by each of these factors and enlarged back after
+      decoding (1: full size, codec "jpeg"; otherwise "jpeg-d<scale>"): the way to reach low
+      rates with JPEG, where it would otherwise spend its bits on detail the rate cannot afford.
     jpeg_stream: Also count each JPEG variant as one stream with the header stored once
       (`pack_jpeg_stream`, codecs "jpeg-stream..."), besides per-frame files.
     h264_crfs: libx264 CRFs (setting names "crf<crf>", or "crf<crf>-<preset>" for a non-default
