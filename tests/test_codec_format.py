@@ -243,15 +243,16 @@ def test_cvz_bad_magic_names_file(tmp_path):
 
 def test_cvz_newer_version_is_refused(tmp_path):
   obj = json.loads(_header(chunk_num_frames=[]).to_json())
-  obj["v"] = 2
+  newer, current = container.FORMAT_VERSION + 1, container.FORMAT_VERSION
+  obj["v"] = newer
   head = json.dumps(obj).encode()
   body = b"CVZ1" + struct.pack("<I", len(head)) + head
-  path = tmp_path / "v2.cvz"
+  path = tmp_path / "newer.cvz"
   path.write_bytes(body + hashlib.sha256(body).digest())
-  with pytest.raises(CvzError, match="version 2.*reads version 1"):
+  with pytest.raises(CvzError, match=f"version {newer}.*reads version {current}"):
     read_cvz(str(path))
-  # The same bytes at version 1 read fine, so the refusal is about the version alone.
-  obj["v"] = 1
+  # The same bytes at the current version read fine, so the refusal is about the version alone.
+  obj["v"] = current
   head = json.dumps(obj).encode()
   body = b"CVZ1" + struct.pack("<I", len(head)) + head
   path.write_bytes(body + hashlib.sha256(body).digest())

@@ -125,6 +125,54 @@ def _tiny_rvq_codec(levels: int = 2) -> NeuralCodec:
   return NeuralCodec(cfg, v["params"], v["vq"])
 
 
+def test_entropy_never_makes_a_chunk_bigger_than_bit_packing(tmp_path):
+  """Each range-coded chunk falls back to bit-packing where the codec's stored frequencies fit the
+  clip so badly that range coding would be larger; both decode to the same frames, and files
+  of format version 1 (every chunk range-coded, no mode byte) still read."""
+  import dataclasses
+  import hashlib
+  import json
+  import struct
+  from cv.codec import container
+  codec = _tiny_rvq_codec(levels=1)
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 255, (16, 32, 32, 3), dtype=np.uint8)
+  codes = codec.encode(frames[:8]).reshape(-1, 1)
+  matched = np.bincount(codes[:, 0], minlength=codec.num_entries)[None]
+  wrong = np.zeros_like(matched)
+  wrong[0, np.argmin(matched)] = 10**6  # nearly all mass on a code these frames hardly use
+  packed_path = str(tmp_path / "packed.cvz")
+  files.compress_array(frames, packed_path, codec, chunk_frames=8)
+  _, packed_chunks = read_cvz(packed_path)
+  packed_chunks = list(packed_chunks)
+  reference = np.concatenate(list(files.iter_decompress(packed_path, codec)[1]))
+  for counts, mode in ((matched, b"\x01"), (wrong, b"\x00")):
+    c = dataclasses.replace(codec, code_counts=counts)
+    path = str(tmp_path / f"ent{mode.hex()}.cvz")
+    files.compress_array(frames, path, c, chunk_frames=8, use_entropy=True)
+    header, chunks = read_cvz(path)
+    chunks = list(chunks)
+    assert header.entropy and header.format_version == container.FORMAT_VERSION == 2
+    assert [ch[:1] for ch in chunks] == [mode, mode]
+    for ch, packed in zip(chunks, packed_chunks):
+      assert (len(ch) - 1 < len(packed)) if mode == b"\x01" else (ch[1:] == packed)
+    np.testing.assert_array_equal(np.concatenate(list(files.iter_decompress(path, c)[1])),
+                                  reference)
+  # A version-1 file: the range-coded chunks without their mode byte.
+  header, chunks = read_cvz(str(tmp_path / "ent01.cvz"))
+  obj = json.loads(header.to_json())
+  obj["v"] = 1
+  head = json.dumps(obj).encode()
+  body = b"CVZ1" + struct.pack("<I", len(head)) + head
+  for ch in chunks:
+    body += struct.pack("<I", len(ch) - 1) + ch[1:]
+  old = tmp_path / "v1.cvz"
+  old.write_bytes(body + hashlib.sha256(body).digest())
+  c = dataclasses.replace(codec, code_counts=matched)
+  np.testing.assert_array_equal(np.concatenate(list(files.iter_decompress(str(old), c)[1])),
+                                reference)
+
+
 def test_residual_codec_compresses_at_each_rate(tmp_path):
   codec = _tiny_rvq_codec()
   assert codec.num_levels == 2 and codec.nominal_cr(levels=1) == pytest.approx(2 * codec.nominal_cr())

