@@ -108,6 +108,10 @@ def compress_array(frames: np.ndarray, dst: str, codec: NeuralCodec, *, fps: flo
 _PACKED, _RANGE_CODED = b"\x00", b"\x01"
 
 
+def _unpack(data: bytes, bits: int, shape: tuple[int, ...]) -> np.ndarray:
+  return bitpack.unpack(data, bits, int(np.prod(shape))).reshape(shape)
+
+
 def _entropy_chunk(codes: np.ndarray, probs: np.ndarray, bits: int) -> bytes:
   """The smaller of the range-coded and the bit-packed chunk, behind its mode byte."""
   coded = entropy.encode(codes, probs[:codes.shape[-1]])
@@ -124,7 +128,7 @@ def _decode_entropy_chunk(data: bytes, probs: np.ndarray, shape: tuple[int, ...]
   if mode == _RANGE_CODED:
     return entropy.decode(payload, probs, shape)
   if mode == _PACKED:
-    return bitpack.unpack(payload, header.bits, int(np.prod(shape))).reshape(shape)
+    return _unpack(payload, header.bits, shape)
   raise CvzError(f"{src}: a chunk has unknown coding mode {mode!r}: the file is corrupt or was "
                  f"written by a newer cv")
 
@@ -181,7 +185,7 @@ def iter_decompress(src: str, codec: NeuralCodec) -> tuple[CvzHeader, Iterator[n
     for data, n in zip(chunks, header.chunk_num_frames):
       shape = (-(-n // tf), h, w, k)  # a short last chunk has fewer code frames
       codes = (_decode_entropy_chunk(data, probs[:k], shape, header, src) if header.entropy
-               else bitpack.unpack(data, header.bits, int(np.prod(shape))).reshape(shape))
+               else _unpack(data, header.bits, shape))
       yield codec.decode(codes, (n, header.height, header.width))
   return header, frames()
 
