@@ -103,6 +103,13 @@ def test_codec_figure_writes_json(tmp_path):
   assert figures["cr192/cvz_bytes"] > 512
   assert 0 < figures["cr192/actual_cr"] < 192
   assert figures["cr192/nominal_bytes_32x256x256"] == 32 * 32 * 32
+  # The demo codec carries code frequencies: its --entropy file, never bigger than bit-packing
+  # (one mode byte per chunk aside), and the lossless stage's speed.
+  assert "--entropy bytes/clip" in result.stdout
+  assert figures["cr192/entropy_mode"] in ("packed", "range", "context")
+  assert figures["cr192/entropy_cvz_bytes"] <= figures["cr192/cvz_bytes"] + 1
+  assert figures["cr192/entropy_actual_cr"] >= figures["cr192/actual_cr"] * 0.99
+  assert figures["cr192/entropy_encode_fps"] > 0 and figures["cr192/entropy_decode_fps"] > 0
   assert figures["peak_rss_mb"] > 0
 
 

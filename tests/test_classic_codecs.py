@@ -211,7 +211,12 @@ def test_cli_end_to_end(tmp_path):
   records = json.loads((out / "points.json").read_text())
   videos = ["carphone_pristine", "bikes@140"]
   jpegs = ["jpeg", "jpeg-stream", "jpeg-d2", "jpeg-stream-d2"]
-  assert [r["video"] for r in records] == [v for v in videos for _ in range(4 * 5 + 5 + 5 + 1)]
+  defaults = helpers.load_tool("compare_codecs").parse_args([])
+  per_clip = (4 * len(defaults.jpeg_qualities) + len(defaults.h264_crfs) + len(defaults.mpeg4_qs)
+              + 1)
+  assert [r["video"] for r in records] == [v for v in videos for _ in range(per_clip)]
+  assert {r["setting"] for r in records if r["codec"] == "h264"} == {
+      f"crf{c}" for c in defaults.h264_crfs}
   assert {r["codec"] for r in records} == {*jpegs, "h264", "mpeg4", "ours"}
   assert all(r["frames"] == [8, 64, 64] for r in records)
   table = (out / "table.md").read_text()

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from cv.codec import bitpack, container, entropy
+from cv.codec import bitpack, container, context_coding, entropy
 from cv.codec.container import CvzError, CvzHeader, CvzWriter, read_cvz
 
 
@@ -142,6 +142,86 @@ def test_entropy_unseen_symbol_and_errors():
     entropy.encode(np.array([[0, 4]]), probs)
   with pytest.raises(ValueError, match=r"\[\.\.\., 2\]"):
     entropy.encode(np.zeros((3, 3), np.int32), probs)
+
+
+# ---------------------------------------------------------------------------------------------
+# temporal-context coding
+
+
+def _moving_codes(rng, n=64, shape=(12, 10, 14, 2), shift=1, noise=0.1):
+  """Skewed i.i.d. codes in frame 0; each later frame is the previous one moved `shift` cells to
+  the right (a new column enters at the left), with a `noise` fraction of indices redrawn."""
+  p = np.exp(-np.arange(n) / 8.0)
+  p /= p.sum()
+  t, h, w, k = shape
+  codes = np.empty(shape, np.int64)
+  codes[0] = rng.choice(n, size=(h, w, k), p=p)
+  for i in range(1, t):
+    codes[i] = np.roll(codes[i - 1], shift, axis=1)
+    codes[i, :, :shift] = rng.choice(n, size=(h, shift, k), p=p)
+    redraw = rng.random((h, w, k)) < noise
+    codes[i][redraw] = rng.choice(n, size=int(redraw.sum()), p=p)
+  return codes, np.stack([p] * k)
+
+
+def test_context_coding_round_trip_and_exploits_motion():
+  rng = np.random.default_rng(0)
+  codes, probs = _moving_codes(rng)
+  data = context_coding.encode(codes, probs)
+  out = context_coding.decode(data, probs, codes.shape)
+  assert out.dtype == np.uint16
+  np.testing.assert_array_equal(out, codes)
+  static = len(entropy.encode(codes, probs))
+  # 90% of the indices of frames 1.. are predictable from the moved context: far below static.
+  assert len(data) < 0.5 * static, (len(data), static)
+  # The weight goes to the neighbour the content came from: one cell to the left, (0, -1).
+  weights = context_coding.fit_weights(codes, probs)
+  moved_from = 1 + context_coding.NEIGHBOURHOOD.index((0, -1))
+  assert np.all(np.argmax(weights, axis=1) == moved_from), weights
+  still, _ = _moving_codes(rng, shift=0)
+  assert np.all(np.argmax(context_coding.fit_weights(still, probs), axis=1)
+                == 1 + context_coding.NEIGHBOURHOOD.index((0, 0)))
+
+
+def test_context_coding_of_unrelated_frames_costs_about_static():
+  rng = np.random.default_rng(1)
+  codes, probs = _moving_codes(rng, noise=1.0)  # every index redrawn: no temporal structure
+  data = context_coding.encode(codes, probs)
+  np.testing.assert_array_equal(context_coding.decode(data, probs, codes.shape), codes)
+  weights = context_coding.fit_weights(codes, probs)
+  assert np.all(weights[:, 0] > 0.8 * weights.sum(axis=1)), weights  # mostly the static table
+  static = len(entropy.encode(codes, probs))
+  assert len(data) <= 1.03 * static + 2 * weights.size, (len(data), static)
+
+
+def test_context_coding_large_frames_are_coded_in_row_blocks(monkeypatch):
+  rng = np.random.default_rng(2)
+  codes, probs = _moving_codes(rng, shape=(3, 9, 5, 1))
+  whole = context_coding.encode(codes, probs)
+  monkeypatch.setattr(context_coding, "_MAX_MATRIX", 2 * 5 * 64)  # two rows per block
+  assert len(context_coding._frame_blocks(context_coding.contexts(codes[0, ..., 0]), 64)) == 5
+  blocked = context_coding.encode(codes, probs)
+  np.testing.assert_array_equal(context_coding.decode(blocked, probs, codes.shape), codes)
+  assert abs(len(blocked) - len(whole)) <= 8
+
+
+def test_context_coding_edge_cases_and_errors():
+  probs = entropy.frequencies_to_probs(np.array([[1000, 0, 0, 0]]))
+  one = np.array([[[[0], [3]], [[1], [2]]]])  # a single latent frame, with never-counted codes
+  data = context_coding.encode(one, probs)
+  np.testing.assert_array_equal(context_coding.decode(data, probs, one.shape), one)
+  empty = np.zeros((0, 2, 2, 1), np.int32)
+  assert context_coding.decode(context_coding.encode(empty, probs), probs, empty.shape).shape == (
+      0, 2, 2, 1)
+  with pytest.raises(ValueError, match="code 4"):
+    context_coding.encode(one + 1, probs)
+  with pytest.raises(ValueError, match=r"\[T', H', W', 1\]"):
+    context_coding.encode(one[0], probs)
+  with pytest.raises(ValueError, match="damaged"):
+    context_coding.decode(data[:-1], probs, one.shape)
+  zero_static = b"\x00\x00" + data[2:]
+  with pytest.raises(ValueError, match="static weight is 0"):
+    context_coding.decode(zero_static, probs, one.shape)
 
 
 # ---------------------------------------------------------------------------------------------

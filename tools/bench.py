@@ -13,7 +13,8 @@ anything). Figures (subcommands; one module each in cv/benchmarks/):
            encode and decode speed on the same frames, as ratios (`..._ratio` = ours / theirs,
            frames per second; > 1 means ours is faster). cr=192 uses the shipped trained demo
            codec; other rates use randomly initialised weights, which run exactly as fast (the
-           same operations on the same shapes) but reconstruct nothing.
+           same operations on the same shapes) but reconstruct nothing. The demo codec also
+           gets its `--entropy` file's bytes and the lossless stage's speed.
            [--rates 30,192,768] [--size 256] [--frames 32] [--repeats 3]
 
   loader   Input-pipeline throughput from code shards vs from video files: the k600_s3d training

@@ -26,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
   c.add_argument("input")
   c.add_argument("output")
   c.add_argument("--chunk_frames", type=int, default=32, help="frames encoded at once")
-  c.add_argument("--entropy", action="store_true", help="range-code the indices by the codec's code "
-                 "frequencies (each chunk bit-packed instead where that is smaller)")
+  c.add_argument("--entropy", action="store_true", help="entropy-code the indices: each chunk is "
+                 "range-coded by the codec's code frequencies, or by a temporal-context model "
+                 "(each index predicted from the latent frame before it), or bit-packed, whichever "
+                 "is smallest")
   c.add_argument("--fps", type=float, default=None, help="frame rate of a frame folder (default 25)")
   c.add_argument("--levels", type=int, default=None,
                  help="residual-quantisation codecs: keep the first LEVELS levels (a lower rate)")

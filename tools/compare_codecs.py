@@ -31,8 +31,10 @@ is how JPEG reaches low rates.
 
 Our neural codecs come in with `--codec` (repeatable): one point per codec, or one per rate for a
 residual-quantisation codec (`k600_vq.py:quantizer=rvq,levels=L` serves L rates, drawn as the
-"ours-rvq" curve). `--entropy` adds each of them range-coded ("ours-ec", from exported codec files,
-which carry the code frequencies). Other codecs: pass `extra_codecs` to `compare`, a dict from
+"ours-rvq" curve). `--entropy` adds each of them entropy-coded as `tools/codec.py compress
+--entropy` stores them ("ours-ec", from exported codec files, which carry the code frequencies:
+each chunk range-coded by those frequencies or by the temporal-context model, whichever is
+smaller; same reconstruction, fewer bytes). Other codecs: pass `extra_codecs` to `compare`, a dict from
 "codec/setting" (e.g. "ours/cr192") to a round trip `frames uint8 [T,H,W,3] -> (bytes, decoded)`.
 """
 from __future__ import annotations
@@ -242,7 +244,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--jpeg_stream", action="store_true",
                       help="also count each JPEG variant as one stream that stores the 623-byte "
                            "header once per clip (jpeg-stream...), not once per frame")
-  parser.add_argument("--h264_crfs", type=int, nargs="+", default=[18, 23, 28, 35, 45])
+  parser.add_argument("--h264_crfs", type=int, nargs="+", default=[18, 23, 28, 35, 40, 45, 51],
+                      help="libx264 CRFs; 51 (its lowest quality) reaches the rates of our "
+                           "entropy-coded CR-192 files")
   parser.add_argument("--h264_preset", default="medium")
   parser.add_argument("--codec", action="append", default=None,
                       help="our codec to include: a .cvcodec file, a vq_codec workdir, or 'demo' "

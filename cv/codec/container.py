@@ -6,13 +6,14 @@ Layout (all integers little-endian uint32):
   chunk_len | chunk bytes | ... (len(header.chunk_num_frames) chunks) | SHA-256 of all the above
 
 The header JSON uses short keys (`JSON_KEYS`), e.g.
-  {"v":2,"codec":"…","cfg":"…","w":256,"h":240,"fps":"30000/1001","n":37,"pad":[40,256,256],
+  {"v":3,"codec":"…","cfg":"…","w":256,"h":240,"fps":"30000/1001","n":37,"pad":[40,256,256],
    "code_shape":[4,32,32,1],"chunk":16,"chunks":[16,16,5],"bits":13,"ent":false,"x":{}}
 
 One chunk holds the codes of `chunk_num_frames[i]` video frames (bit-packed or entropy-coded, as
 `bits`/`entropy` in the header say; since version 2 an entropy chunk starts with a mode byte,
-see cv.codec.files); the chunk count is len(chunk_num_frames), and the chunks end
-exactly where the 32-byte trailer begins, so truncation and trailing garbage are both detected.
+see cv.codec.files; version 3 adds temporal-context coding); the chunk count is
+len(chunk_num_frames), and the chunks end exactly where the 32-byte trailer begins, so
+truncation and trailing garbage are both detected.
 The overhead over the payload is 8 + header + 4 per chunk + 32 bytes.
 
 Writing streams with bounded memory: `CvzWriter` spills chunks to a temporary file beside the
@@ -38,8 +39,9 @@ from cv.lib.errors import UserError
 
 MAGIC = b"CVZ1"
 # Version 2: with `entropy`, each chunk starts with a byte saying whether it is range-coded or
-# bit-packed (cv.codec.files). Version-1 files (every chunk range-coded) still read.
-FORMAT_VERSION = 2
+# bit-packed (cv.codec.files). Version 3 adds a third chunk mode, temporal-context coding
+# (cv.codec.context_coding). Files of versions 1 (every chunk range-coded) and 2 still read.
+FORMAT_VERSION = 3
 _U32 = struct.Struct("<I")
 _DIGEST = 32
 _MIN_SIZE = len(MAGIC) + _U32.size + _DIGEST
@@ -66,9 +68,10 @@ class CvzHeader:
     chunk_frames: frames per chunk (the last chunk may be shorter).
     chunk_num_frames: frames in each chunk, one entry per chunk in the payload.
     bits: bits per index (`bitpack.bits_for(codebook size)`).
-    entropy: True if chunks are range-coded (`cv.codec.entropy`), False if bit-packed.
+    entropy: True if chunks are entropy-coded (each behind a mode byte: bit-packed, range-coded
+      by `cv.codec.entropy` or context-coded by `cv.codec.context_coding`), False if bit-packed.
     extra: free-form JSON-serialisable metadata.
-    format_version: file format version (1).
+    format_version: file format version (`FORMAT_VERSION` when written by this code).
   """
   codec_id: str
   config_hash: str

@@ -41,7 +41,8 @@ def frequencies_to_probs(counts: np.ndarray) -> np.ndarray:
   return smoothed / smoothed.sum(axis=1, keepdims=True)
 
 
-def _check_probs(probs: np.ndarray) -> np.ndarray:
+def check_probs(probs: np.ndarray) -> np.ndarray:
+  """probs as float64 [K, N], or a ValueError saying how they are malformed."""
   probs = np.asarray(probs, np.float64)
   if probs.ndim != 2 or probs.shape[1] < 1:
     raise ValueError(f"entropy: probs must be [K, N], got shape {probs.shape}")
@@ -49,6 +50,19 @@ def _check_probs(probs: np.ndarray) -> np.ndarray:
     raise ValueError("entropy: probs must be finite, non-negative and have a positive sum per row; "
                      "build them with frequencies_to_probs(counts)")
   return probs
+
+
+def check_codes(codes: np.ndarray, n: int, what: str) -> None:
+  """Raises a ValueError (prefixed `what`) unless `codes` are integers in [0, n)."""
+  if not np.issubdtype(codes.dtype, np.integer):
+    raise ValueError(f"{what}: codes must be integers, got dtype {codes.dtype}")
+  if codes.size == 0:
+    return
+  lo, hi = codes.min(), codes.max()
+  if lo < 0 or hi >= n:
+    bad = int(lo) if lo < 0 else int(hi)
+    raise ValueError(f"{what}: code {bad} is outside the table's alphabet 0..{n - 1}; "
+                     "the probability table does not belong to these codes")
 
 
 def _models(probs: np.ndarray) -> list:
@@ -66,22 +80,16 @@ def encode(codes: np.ndarray, probs: np.ndarray) -> bytes:
   Returns:
     The range-coder stream; a multiple of 4 bytes (empty for no codes).
   """
-  probs = _check_probs(probs)
+  probs = check_probs(probs)
   codes = np.asarray(codes)
   k, n = probs.shape
   if codes.ndim < 1 or codes.shape[-1] != k:
     raise ValueError(f"entropy.encode: codes must be [..., {k}] to match probs [{k}, {n}], "
                      f"got shape {codes.shape}")
-  if not np.issubdtype(codes.dtype, np.integer):
-    raise ValueError(f"entropy.encode: codes must be integers, got dtype {codes.dtype}")
+  check_codes(codes, n, "entropy.encode")
   flat = codes.reshape(-1, k)
   if flat.size == 0:
     return b""
-  lo, hi = flat.min(), flat.max()
-  if lo < 0 or hi >= n:
-    bad = int(lo) if lo < 0 else int(hi)
-    raise ValueError(f"entropy.encode: code {bad} is outside the table's alphabet 0..{n - 1}; "
-                     "the probability table does not belong to these codes")
   encoder = constriction.stream.queue.RangeEncoder()
   for j, model in enumerate(_models(probs)):
     encoder.encode(np.ascontiguousarray(flat[:, j], dtype=np.int32), model)
@@ -99,7 +107,7 @@ def decode(data: bytes, probs: np.ndarray, shape: Sequence[int]) -> np.ndarray:
   Returns:
     uint16 array of `shape` when N <= 2**16, else uint32 (the same dtypes as `bitpack.unpack`).
   """
-  probs = _check_probs(probs)
+  probs = check_probs(probs)
   k, n = probs.shape
   shape = tuple(int(s) for s in shape)
   if not shape or shape[-1] != k:

@@ -4,8 +4,8 @@ Videos are streamed in chunks of `chunk_frames` frames, so memory stays bounded 
 inputs. Each chunk is padded to the codec grid (frames edge-padded to multiples of the codec's
 downsampling; a short last chunk only to a multiple of its temporal patch, so the file holds no
 codes for frames that do not exist), encoded, and stored bit-packed at
-ceil(log2 N) bits per index (or, with `entropy`, range-coded with the codec's code frequencies
-wherever that is smaller).
+ceil(log2 N) bits per index (or, with `entropy`, range-coded, with the codec's code frequencies
+or with the temporal-context model, wherever that is smaller).
 Decompression checks the file checksum and the codec identity before writing anything, crops
 back to the original size and frame count, and writes the output atomically.
 """
@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from cv.codec import bitpack, entropy
-from cv.codec.container import CvzError, CvzHeader, CvzWriter, read_cvz
+from cv.codec import bitpack, context_coding, entropy
+from cv.codec.container import FORMAT_VERSION, CvzError, CvzHeader, CvzWriter, read_cvz
 from cv.codec.neural import CodecError, NeuralCodec
 from cv.data import video
 from cv.data.writer import write_video
@@ -102,35 +102,47 @@ def compress_array(frames: np.ndarray, dst: str, codec: NeuralCodec, *, fps: flo
 
 
 # With entropy coding (format version >= 2) every chunk starts with one byte saying how it is
-# coded: range-coded, or bit-packed where the codec's stored code frequencies fit a clip so badly
-# that range coding would be larger. So `--entropy` never makes a file bigger than bit-packing
-# (beyond this byte per chunk).
-_PACKED, _RANGE_CODED = b"\x00", b"\x01"
+# coded: bit-packed, range-coded by the codec's stored code frequencies (`entropy`), or (version
+# 3) range-coded by the temporal-context model (`context_coding`), whichever is smallest. So
+# `--entropy` never makes a file bigger than bit-packing (beyond this byte per chunk).
+_PACKED, _RANGE_CODED, _CONTEXT_CODED = b"\x00", b"\x01", b"\x02"
 
 
 def _unpack(data: bytes, bits: int, shape: tuple[int, ...]) -> np.ndarray:
   return bitpack.unpack(data, bits, int(np.prod(shape))).reshape(shape)
 
 
-def _entropy_chunk(codes: np.ndarray, probs: np.ndarray, bits: int) -> bytes:
-  """The smaller of the range-coded and the bit-packed chunk, behind its mode byte."""
-  coded = entropy.encode(codes, probs[:codes.shape[-1]])
-  packed = bitpack.pack(codes, bits)
-  return _RANGE_CODED + coded if len(coded) < len(packed) else _PACKED + packed
+def entropy_chunk(codes: np.ndarray, probs: np.ndarray, bits: int) -> bytes:
+  """One `--entropy` chunk of codes [T', H', W', K]: the smallest of the bit-packed, range-coded
+  and context-coded payloads behind its mode byte (probs: the codec's [K, N] probabilities)."""
+  probs = probs[:codes.shape[-1]]
+  candidates = [_PACKED + bitpack.pack(codes, bits),
+                _RANGE_CODED + entropy.encode(codes, probs),
+                _CONTEXT_CODED + context_coding.encode(codes, probs)]
+  return min(candidates, key=len)  # ties keep the earlier, simpler mode
 
 
-def _decode_entropy_chunk(data: bytes, probs: np.ndarray, shape: tuple[int, ...],
-                          header: CvzHeader, src: str) -> np.ndarray:
-  """Inverse of `_entropy_chunk`; version-1 files range-code every chunk, with no mode byte."""
-  if header.format_version < 2:
+def decode_entropy_chunk(data: bytes, probs: np.ndarray, shape: tuple[int, ...], bits: int, *,
+                         format_version: int = FORMAT_VERSION, src: str = "<chunk>") -> np.ndarray:
+  """Inverse of `entropy_chunk`; version-1 files range-code every chunk, with no mode byte."""
+  probs = probs[:shape[-1]]
+  if format_version < 2:
     return entropy.decode(data, probs, shape)
   mode, payload = data[:1], data[1:]
+  if mode == _CONTEXT_CODED:
+    return context_coding.decode(payload, probs, shape)
   if mode == _RANGE_CODED:
     return entropy.decode(payload, probs, shape)
   if mode == _PACKED:
-    return _unpack(payload, header.bits, shape)
+    return _unpack(payload, bits, shape)
   raise CvzError(f"{src}: a chunk has unknown coding mode {mode!r}: the file is corrupt or was "
                  f"written by a newer cv")
+
+
+def chunk_mode(data: bytes) -> str:
+  """How a (version >= 2) `--entropy` chunk is coded: "packed", "range" or "context"."""
+  return {_PACKED: "packed", _RANGE_CODED: "range", _CONTEXT_CODED: "context"}.get(
+      data[:1], "unknown")
 
 
 def compress_stream(info: dict, chunks: Iterator[np.ndarray], dst: str, codec: NeuralCodec, *,
@@ -150,7 +162,7 @@ def compress_stream(info: dict, chunks: Iterator[np.ndarray], dst: str, codec: N
   try:
     with CvzWriter(dst, header) as w:
       for codes, n in codec.iter_encode(chunks, levels):
-        data = (_entropy_chunk(codes, probs, codec.bits) if use_entropy
+        data = (entropy_chunk(codes, probs, codec.bits) if use_entropy
                 else bitpack.pack(codes, codec.bits))
         w.write_chunk(data)
         payload += len(data)
@@ -184,8 +196,9 @@ def iter_decompress(src: str, codec: NeuralCodec) -> tuple[CvzHeader, Iterator[n
   def frames():
     for data, n in zip(chunks, header.chunk_num_frames):
       shape = (-(-n // tf), h, w, k)  # a short last chunk has fewer code frames
-      codes = (_decode_entropy_chunk(data, probs[:k], shape, header, src) if header.entropy
-               else _unpack(data, header.bits, shape))
+      codes = (decode_entropy_chunk(data, probs, shape, header.bits,
+                                    format_version=header.format_version, src=src)
+               if header.entropy else _unpack(data, header.bits, shape))
       yield codec.decode(codes, (n, header.height, header.width))
   return header, frames()
 
