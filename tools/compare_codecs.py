@@ -34,8 +34,9 @@ residual-quantisation codec (`k600_vq.py:quantizer=rvq,levels=L` serves L rates,
 "ours-rvq" curve). `--entropy` adds each of them entropy-coded as `tools/codec.py compress
 --entropy` stores them ("ours-ec", from exported codec files, which carry the code frequencies:
 each chunk range-coded by those frequencies or by the temporal-context model, whichever is
-smaller; same reconstruction, fewer bytes). Other codecs: pass `extra_codecs` to `compare`, a dict from
-"codec/setting" (e.g. "ours/cr192") to a round trip `frames uint8 [T,H,W,3] -> (bytes, decoded)`.
+smaller; same reconstruction, fewer bytes). Other codecs: pass `extra_codecs` to `compare`, a
+dict from "codec/setting" (e.g. "ours/cr192") to a round trip
+`frames uint8 [T,H,W,3] -> (bytes, decoded)`.
 """
 from __future__ import annotations
 

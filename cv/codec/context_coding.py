@@ -18,8 +18,8 @@ Stream layout (part of the file format): K x 10 little-endian uint16 weights, th
 `constriction.stream.queue.RangeEncoder` stream as little-endian uint32 words holding frame 0
 (codebook 0 in C order over (H', W'), then codebook 1, ...) under `Categorical(probs[k])`, then for
 t = 1..T'-1 and each codebook k, frame t's indices in C order under the per-index mixture above,
-in blocks of at most `_BLOCK_ROWS(N, W')` rows. All models are built with `perfect=False`, as in
-`cv.codec.entropy`.
+in blocks of rows whose [rows * W', N] probability matrix has at most `_MAX_MATRIX` entries.
+All models are built with `perfect=False`, as in `cv.codec.entropy`.
 """
 from __future__ import annotations
 
@@ -37,10 +37,6 @@ _WEIGHT_SCALE = 65535
 _EM_ITERS = 40
 _EM_MAX_SAMPLES = 1 << 18  # indices used to fit the weights (a strided subset of longer chunks)
 _MAX_MATRIX = 1 << 22  # float64 entries per probability matrix handed to the range coder (32 MB)
-
-
-def _family() -> constriction.stream.model.Categorical:
-  return constriction.stream.model.Categorical(perfect=False)
 
 
 def contexts(prev: np.ndarray) -> np.ndarray:
@@ -87,10 +83,6 @@ def fit_weights(codes: np.ndarray, probs: np.ndarray) -> np.ndarray:
   return out
 
 
-def _block_rows(n: int, w: int) -> int:
-  return max(1, _MAX_MATRIX // max(1, n * w))
-
-
 def _mixture(p: np.ndarray, weights: np.ndarray, ctx: np.ndarray) -> np.ndarray:
   """Probability rows [m, N] for m places with contexts ctx [m, 9] (weights as stored, uint16)."""
   w = weights.astype(np.float64) / float(weights.sum())
@@ -106,7 +98,7 @@ def _mixture(p: np.ndarray, weights: np.ndarray, ctx: np.ndarray) -> np.ndarray:
 def _frame_blocks(ctx: np.ndarray, n: int) -> list[slice]:
   """Row blocks of one latent frame ([H, W, 9] contexts) whose matrices stay under _MAX_MATRIX."""
   h, w = ctx.shape[:2]
-  rows = _block_rows(n, w)
+  rows = max(1, _MAX_MATRIX // max(1, n * w))
   return [slice(r * w, min(h, r + rows) * w) for r in range(0, h, rows)]
 
 
@@ -122,10 +114,9 @@ def encode(codes: np.ndarray, probs: np.ndarray) -> bytes:
   codes = codes.astype(np.int32)
   weights = fit_weights(codes, probs)
   encoder = constriction.stream.queue.RangeEncoder()
-  for j in range(k if codes.size else 0):
-    encoder.encode(np.ascontiguousarray(codes[0, ..., j].reshape(-1)),
-                   constriction.stream.model.Categorical(probs[j], perfect=False))
-  family = _family()
+  for j, model in enumerate(entropy.static_models(probs) if codes.size else []):
+    encoder.encode(np.ascontiguousarray(codes[0, ..., j].reshape(-1)), model)
+  family = constriction.stream.model.Categorical(perfect=False)
   for t in range(1, codes.shape[0]):
     for j in range(k):
       ctx = contexts(codes[t - 1, ..., j])
@@ -159,10 +150,9 @@ def decode(data: bytes, probs: np.ndarray, shape: Sequence[int]) -> np.ndarray:
   words = np.frombuffer(data[head:], dtype="<u4").astype(np.uint32)
   decoder = constriction.stream.queue.RangeDecoder(words)
   t_len, h, w = shape[:3]
-  for j in range(k):
-    model = constriction.stream.model.Categorical(probs[j], perfect=False)
+  for j, model in enumerate(entropy.static_models(probs)):
     out[0, ..., j] = decoder.decode(model, h * w).reshape(h, w)
-  family = _family()
+  family = constriction.stream.model.Categorical(perfect=False)
   for t in range(1, t_len):
     for j in range(k):
       ctx = contexts(out[t - 1, ..., j].astype(np.int64))

@@ -65,7 +65,8 @@ def check_codes(codes: np.ndarray, n: int, what: str) -> None:
                      "the probability table does not belong to these codes")
 
 
-def _models(probs: np.ndarray) -> list:
+def static_models(probs: np.ndarray) -> list:
+  """One fixed constriction model per codebook row of probs [K, N] (`perfect=False`, see above)."""
   return [constriction.stream.model.Categorical(np.ascontiguousarray(p), perfect=False)
           for p in probs]
 
@@ -91,7 +92,7 @@ def encode(codes: np.ndarray, probs: np.ndarray) -> bytes:
   if flat.size == 0:
     return b""
   encoder = constriction.stream.queue.RangeEncoder()
-  for j, model in enumerate(_models(probs)):
+  for j, model in enumerate(static_models(probs)):
     encoder.encode(np.ascontiguousarray(flat[:, j], dtype=np.int32), model)
   return np.asarray(encoder.get_compressed(), dtype="<u4").tobytes()
 
@@ -122,6 +123,6 @@ def decode(data: bytes, probs: np.ndarray, shape: Sequence[int]) -> np.ndarray:
                      "the stream is damaged or not from entropy.encode")
   decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
   out = np.empty((m, k), out_dtype)
-  for j, model in enumerate(_models(probs)):
+  for j, model in enumerate(static_models(probs)):
     out[:, j] = decoder.decode(model, m)
   return out.reshape(shape)
