@@ -7,7 +7,7 @@ resumes from the newest checkpoint in the workdir.
 Multi-process (one process per host or GPU, all running the same command): add
 `--coordinator_address=HOST:PORT --num_processes=N --process_id=I` (or set JAX_COORDINATOR_ADDRESS,
 JAX_NUM_PROCESSES, JAX_PROCESS_ID), or `--distributed` alone on a cluster JAX detects by itself
-(TPU pod slice, SLURM). See README "Scaling up".
+(TPU pod slice, SLURM). See docs/scaling.md.
 """
 from __future__ import annotations
 
@@ -114,7 +114,8 @@ def main(argv: list[str]) -> None:
     from cv.lib.errors import UserError
     detail = f"error: {e}" if isinstance(e, UserError) else traceback.format_exc()
     distributed.abort_peers_fast(f"{detail}\nprocess stopped; the other processes of this run "
-                                 f"stop within --heartbeat_timeout={_HEARTBEAT.value} s")
+                                 f"stop within --heartbeat_timeout={_HEARTBEAT.value} s",
+                                 code=getattr(e, "exit_code", 1))
 
 
 def _train(multiprocess: bool) -> None:
@@ -142,9 +143,8 @@ def _train(multiprocess: bool) -> None:
   except UserError as e:
     if multiprocess:
       raise
-    logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(getattr(e, "exit_code", 1))
 
 
 def run() -> None:

@@ -1,11 +1,9 @@
 """Shared test utilities: running `cv.main` as a user would, reading checkpoints."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
-import types
 
 import numpy as np
 
@@ -14,14 +12,6 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 # each program a few times at tiny sizes, and the deep models (S3D) otherwise spend most of a
 # smoke run compiling.
 FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
-
-
-def load_tool(name: str) -> types.ModuleType:
-  """The CLI module tools/<name>.py, imported for in-process calls (tools/ is not a package)."""
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def main_env(devices: int = 4) -> dict[str, str]:

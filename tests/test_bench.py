@@ -1,4 +1,4 @@
-"""The benchmark CLI (`tools/bench.py`) and its timing helpers (`cv.lib.bench`).
+"""The benchmark CLI (`tools/bench.py`) and its timing helpers (`cv.benchmarks.timing`).
 
 These tests check that the benchmarks run and report well-formed figures; they never assert a
 speed (speed is what the benchmarks themselves print).
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import pytest
 
 from cv.benchmarks import FIGURES
-from cv.lib import bench
+from cv.benchmarks import timing
 from tests.helpers import ROOT, main_env, run_main
 
 BENCH = os.path.join(ROOT, "tools", "bench.py")
@@ -52,7 +52,7 @@ def test_time_fn_counts_calls_and_returns_non_negative_stats():
     calls.append(x)
     return jnp.ones((4,)) * x * scale  # a JAX result: time_fn must wait for it
 
-  stats = bench.time_fn(fn, 2.0, repeats=3, warmup=2, scale=0.5)
+  stats = timing.time_fn(fn, 2.0, repeats=3, warmup=2, scale=0.5)
   assert len(calls) == 5 and all(c == 2.0 for c in calls)
   for key in ("mean_s", "std_s", "min_s", "max_s", "warmup_s"):
     assert stats[key] >= 0, (key, stats)
@@ -60,18 +60,18 @@ def test_time_fn_counts_calls_and_returns_non_negative_stats():
   assert stats["repeats"] == 3
 
   calls.clear()
-  stats = bench.time_fn(fn, 1.0, repeats=1, warmup=0)
+  stats = timing.time_fn(fn, 1.0, repeats=1, warmup=0)
   assert len(calls) == 1 and stats["std_s"] == 0 and math.isnan(stats["warmup_s"])
   with pytest.raises(ValueError):
-    bench.time_fn(fn, 1.0, repeats=0)
+    timing.time_fn(fn, 1.0, repeats=0)
 
 
 def test_small_helpers():
-  assert bench.peak_rss_mb() > 0
-  assert bench.per_second(10, {"mean_s": 2.0}) == 5.0
-  table = bench.markdown_table(["a", "b"], [[1, 2.5]])
+  assert timing.peak_rss_mb() > 0
+  assert timing.per_second(10, {"mean_s": 2.0}) == 5.0
+  table = timing.markdown_table(["a", "b"], [[1, 2.5]])
   assert table.splitlines() == ["| a | b |", "|---|---:|", "| 1 | 2.5 |"]
-  env = bench.environment()
+  env = timing.environment()
   assert env["cpus"] >= 1 and env["backend"]
 
 

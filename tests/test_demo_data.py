@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from cv.data import demo
-from tests import helpers
+from cv_tools import make_demo_data
 
 H, W = 32, 48
 KINETICS = dict(train_per_class=2, validate_per_class=1, num_frames=16, fps=10.0, height=H,
@@ -405,8 +405,7 @@ def test_walk_deterministic_and_streamed(walks):
 
 
 def test_cli_prints_paths(tmp_path, capsys):
-  module = helpers.load_tool("make_demo_data")
-  paths = module.main(["--format=kinetics", f"--root={tmp_path}", "--seed=3",
+  paths = make_demo_data.run(["--format=kinetics", f"--root={tmp_path}", "--seed=3",
                        "--train_per_class=1", "--validate_per_class=1", "--num_frames=4",
                        f"--height={H}", f"--width={W}", "--quiet"])
   out = capsys.readouterr().out.split()

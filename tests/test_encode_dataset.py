@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from cv.codec.neural import NeuralCodec
-from cv.data import code_shards, encode, sources
+from cv.data import code_shards, sources
+from cv.codec import encode
 from tests import helpers
 
 TOOL = os.path.join(helpers.ROOT, "tools", "encode_dataset.py")

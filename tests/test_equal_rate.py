@@ -1,12 +1,12 @@
-"""Tests of cv.lib.equal_rate: our points against a classic codec's curve at equal bits."""
+"""Tests of cv.codec.rd.equal_rate: our points against a classic codec's curve at equal bits."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from cv.lib import equal_rate
-from cv.lib.classic_codecs import RDPoint
+from cv.codec.rd import equal_rate
+from cv.codec.rd.classic import RDPoint
 
 
 def _point(codec: str, setting: str, bpp: float, psnr: float, ssim: float = 0.8,

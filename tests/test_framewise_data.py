@@ -146,7 +146,8 @@ def test_code_window_with_temporal_factor_keeps_frame_labels():
 def test_encoded_coin_shards_store_frame_labels(tmp_path):
   from cv.codec.neural import NeuralCodec
   from cv.configs import coin_framewise
-  from cv.data import code_cache, code_shards
+  from cv.data import code_shards
+  from cv.codec import code_cache
   c = coin_framewise.get_config("smoke")
   c.codes.root = str(tmp_path / "codes")
   root = datasets.resolve_root(c.data)

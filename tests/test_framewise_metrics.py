@@ -1,4 +1,4 @@
-"""cv.lib.metrics.framewise_scores / label_runs and cv.lib.visualize.segments_image (per-frame
+"""cv.lib.metrics.framewise_scores / label_runs and cv.trainers._images.segments_image (per-frame
 labels of whole videos, e.g. COIN steps), on small hand-computed examples."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from cv.lib import metrics, visualize
+from cv.lib import metrics
+from cv.trainers import _images
 
 
 def _one_hot_probs(preds, num_classes):
@@ -153,18 +154,18 @@ def test_label_runs_rejects_2d():
 
 # ----------------------------------------------------------------------------- visualisation
 def test_class_colors():
-  c = visualize.class_colors(6)
+  c = _images.class_colors(6)
   assert c.shape == (6, 3) and c.dtype == np.uint8
   assert tuple(c[0]) == (64, 64, 64)
   assert len({tuple(row) for row in c}) == 6
   assert tuple(c[1]) == (255, 0, 0)  # the first foreground hue is red
   for row in c[1:]:
     assert row.max() == 255 and row.min() == 0  # fully saturated, never black or white
-  c = visualize.class_colors(3, background=None)
+  c = _images.class_colors(3, background=None)
   assert (64, 64, 64) not in {tuple(row) for row in c}
-  assert tuple(visualize.class_colors(3, background=2)[2]) == (64, 64, 64)
+  assert tuple(_images.class_colors(3, background=2)[2]) == (64, 64, 64)
   with pytest.raises(ValueError, match="background=3"):
-    visualize.class_colors(3, background=3)
+    _images.class_colors(3, background=3)
 
 
 TRUE = [np.array([0, 1, 1, -1]), np.array([2, 2])]
@@ -174,13 +175,13 @@ NAMES = ["background", "a", "a step with a rather long name that must be cut"]
 
 def test_segments_image_layout_and_pixels():
   w, rh = 300, 5
-  img = visualize.segments_image(TRUE, PRED, NAMES, width=w, row_height=rh, titles=["v0", "v1"])
+  img = _images.segments_image(TRUE, PRED, NAMES, width=w, row_height=rh, titles=["v0", "v1"])
   # 2 videos x (16 title + 2 x 5 strips) + one 2-px separator + legend: 2 columns -> 2 lines.
   assert img.shape == (2 * (16 + 2 * rh) + 2 + 2 * 16, w, 3)
-  assert img.shape[0] == visualize.segments_image_height(2, 3, width=w, row_height=rh,
+  assert img.shape[0] == _images.segments_image_height(2, 3, width=w, row_height=rh,
                                                          titles=True)
   assert img.dtype == np.uint8 and img.flags["C_CONTIGUOUS"]
-  col = visualize.class_colors(3)
+  col = _images.class_colors(3)
   black, white = (0, 0, 0), (255, 255, 255)
   px = lambda y, x: tuple(img[y, x])  # noqa: E731
   # Video 0, true strip rows 16..20: column x shows frame floor(x * 4 / 300).
@@ -205,16 +206,16 @@ def test_segments_image_layout_and_pixels():
 
 
 def test_segments_image_without_titles_and_narrow():
-  img = visualize.segments_image(TRUE, PRED, NAMES, width=50, row_height=3, background=None)
+  img = _images.segments_image(TRUE, PRED, NAMES, width=50, row_height=3, background=None)
   # 1 legend column (width < 128) -> 3 lines.
   assert img.shape == (2 * 6 + 2 + 3 * 16, 50, 3)
-  assert img.shape[0] == visualize.segments_image_height(2, 3, width=50, row_height=3)
-  assert tuple(img[0, 0]) == tuple(visualize.class_colors(3, None)[0])
+  assert img.shape[0] == _images.segments_image_height(2, 3, width=50, row_height=3)
+  assert tuple(img[0, 0]) == tuple(_images.class_colors(3, None)[0])
   assert tuple(img[6, 0]) == (255, 255, 255)
 
 
 def test_segments_image_single_and_empty_video():
-  img = visualize.segments_image([np.zeros(0, np.int64)], [np.zeros(0, np.int64)], ["x"],
+  img = _images.segments_image([np.zeros(0, np.int64)], [np.zeros(0, np.int64)], ["x"],
                                  width=10, row_height=2)
   assert img.shape == (4 + 16, 10, 3)
   assert img[:4].max() == 0  # no frames: black strips
@@ -230,4 +231,4 @@ def test_segments_image_single_and_empty_video():
 ])
 def test_segments_image_errors(true, pred, kwargs, match):
   with pytest.raises(ValueError, match=match):
-    visualize.segments_image(true, pred, NAMES, **kwargs)
+    _images.segments_image(true, pred, NAMES, **kwargs)

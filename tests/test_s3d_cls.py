@@ -10,7 +10,8 @@ import pytest
 
 from cv.codec.neural import NeuralCodec
 from cv.configs import k600_s3d
-from cv.data import code_cache, code_shards
+from cv.data import code_shards
+from cv.codec import code_cache
 from cv.data.sources import DatasetError
 from tests import helpers
 

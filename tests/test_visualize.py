@@ -1,4 +1,4 @@
-"""cv.lib.visualize (PCA code images, side-by-side, grid) and tools/visualize_codes.py."""
+"""cv.codec.pictures (PCA code images, side-by-side, grid) and tools/visualize_codes.py."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,8 @@ from PIL import Image
 
 from cv.codec.neural import NeuralCodec
 from cv.data import transforms, video
-from cv.lib import visualize
+from cv.codec import pictures
+from cv.trainers import _images
 from tests import helpers
 
 TOOL = os.path.join(helpers.ROOT, "tools", "visualize_codes.py")
@@ -39,15 +40,15 @@ def clip():
 
 def test_pca_rgb_shapes_variance_and_determinism(clip):
   codec, _, codes, latents, _ = clip
-  rgb = visualize.pca_rgb(latents)
+  rgb = pictures.pca_rgb(latents)
   assert rgb.shape == codes.shape[:3] + (3,) and rgb.dtype == np.uint8
   assert latents.shape[-1] == codec.num_codebooks * codec.model.code_dim
   assert all(rgb[..., c].std() > 5 for c in range(3)), [rgb[..., c].std() for c in range(3)]
-  np.testing.assert_array_equal(rgb, visualize.pca_rgb(latents))
+  np.testing.assert_array_equal(rgb, pictures.pca_rgb(latents))
   # The sign of each direction is fixed, not left to the SVD: reordering positions reorders
   # colours, negating the embeddings inverts them.
-  np.testing.assert_array_equal(visualize.pca_rgb(latents[::-1, :, ::-1]), rgb[::-1, :, ::-1])
-  inverted = 255 - visualize.pca_rgb(-latents).astype(int)
+  np.testing.assert_array_equal(pictures.pca_rgb(latents[::-1, :, ::-1]), rgb[::-1, :, ::-1])
+  inverted = 255 - pictures.pca_rgb(-latents).astype(int)
   assert np.abs(inverted - rgb).max() <= 1
 
 
@@ -56,7 +57,7 @@ def test_pca_rgb_first_component_matches_svd():
   scales = np.array([5.0, 2.0, 1.0, 0.1, 0.1, 0.1])
   basis, _ = np.linalg.qr(rng.normal(size=(6, 6)))
   x = (rng.normal(size=(4, 10, 12, 6)) * scales) @ basis.T + 3.0
-  rgb = visualize.pca_rgb(x)
+  rgb = pictures.pca_rgb(x)
   flat = x.reshape(-1, 6) - x.reshape(-1, 6).mean(0)
   _, _, vt = np.linalg.svd(flat, full_matrices=False)
   for c in range(3):
@@ -65,28 +66,28 @@ def test_pca_rgb_first_component_matches_svd():
     assert corr > 0.95, (c, corr)  # < 1 only from clipping beyond +-2 std
     assert abs(float(rgb[..., c].mean()) - 127.5) < 5
   # A channel count below 3 gives grey for the missing components; constant input is all grey.
-  assert np.all(visualize.pca_rgb(x[..., :2])[..., 2] == 128)
-  assert np.all(visualize.pca_rgb(np.ones((3, 4, 5))) == 128)
+  assert np.all(pictures.pca_rgb(x[..., :2])[..., 2] == 128)
+  assert np.all(pictures.pca_rgb(np.ones((3, 4, 5))) == 128)
 
 
 def test_upsample_codes_nearest_with_temporal_factor():
   code = np.arange(2 * 2 * 3 * 3, dtype=np.uint8).reshape(2, 2, 3, 3)
-  up = visualize.upsample_codes(code, (7, 7, 10), temporal_factor=4, spatial_factor=4)
+  up = pictures.upsample_codes(code, (7, 7, 10), temporal_factor=4, spatial_factor=4)
   assert up.shape == (7, 7, 10, 3)
   np.testing.assert_array_equal(up[3, 5, 9], code[0, 1, 2])
   np.testing.assert_array_equal(up[4, 0, 0], code[1, 0, 0])
   # Inferred factors (ceil) agree when the padding is less than one factor.
-  np.testing.assert_array_equal(visualize.upsample_codes(code, (8, 8, 12)),
-                                visualize.upsample_codes(code, (8, 8, 12), temporal_factor=4,
+  np.testing.assert_array_equal(pictures.upsample_codes(code, (8, 8, 12)),
+                                pictures.upsample_codes(code, (8, 8, 12), temporal_factor=4,
                                                          spatial_factor=4))
   with pytest.raises(ValueError, match="spatial_factor"):
-    visualize.upsample_codes(code, (8, 8, 12), spatial_factor=2)
+    pictures.upsample_codes(code, (8, 8, 12), spatial_factor=2)
 
 
 def test_side_by_side_and_grid(clip):
   codec, frames, _, latents, recon = clip
-  code_rgb = visualize.pca_rgb(latents)
-  sbs = visualize.side_by_side(frames, recon, code_rgb, temporal_factor=codec.temporal_factor,
+  code_rgb = pictures.pca_rgb(latents)
+  sbs = pictures.side_by_side(frames, recon, code_rgb, temporal_factor=codec.temporal_factor,
                                spatial_factor=codec.spatial_factor)
   assert sbs.shape == (T, S, 3 * S, 3) and sbs.dtype == np.uint8
   # Away from the labels (top rows), the panels are exactly the inputs.
@@ -96,14 +97,14 @@ def test_side_by_side_and_grid(clip):
   np.testing.assert_array_equal(sbs[:, -1, -1], code_rgb[:, -1, -1])
   np.testing.assert_array_equal(sbs[3, S // 2 + 1, 2 * S + 1], code_rgb[3, (S // 2 + 1) // f, 0])
   # Labels were drawn.
-  plain = visualize.side_by_side(frames, recon, code_rgb, labels=None)
+  plain = pictures.side_by_side(frames, recon, code_rgb, labels=None)
   assert np.any(plain[:, :12] != sbs[:, :12])
-  grid = visualize.reconstruction_grid(frames, recon, num_frames=4)
+  grid = pictures.reconstruction_grid(frames, recon, num_frames=4)
   assert grid.shape == (3 * S, 4 * S, 3) and grid.dtype == np.uint8
   np.testing.assert_array_equal(grid[S // 2:S, S:2 * S], frames[2, S // 2:])  # idx 0, 2, 5, 7
-  assert visualize.reconstruction_grid(frames, recon, num_frames=20).shape == (3 * S, T * S, 3)
+  assert pictures.reconstruction_grid(frames, recon, num_frames=20).shape == (3 * S, T * S, 3)
   with pytest.raises(ValueError, match="same shape"):
-    visualize.side_by_side(frames, recon[:-1], code_rgb)
+    pictures.side_by_side(frames, recon[:-1], code_rgb)
 
 
 def test_cli_writes_mp4_gif_png(tmp_path):
@@ -134,7 +135,7 @@ def test_cli_missing_input_is_a_clean_error(tmp_path):
 
 
 def test_curve_image_draws_values_and_reference():
-  img = visualize.curve_image([0.0, 0.5, 1.0, float("nan")], y_range=(0.0, 1.0), reference=0.5,
+  img = _images.curve_image([0.0, 0.5, 1.0, float("nan")], y_range=(0.0, 1.0), reference=0.5,
                               title="acc", width=200, height=100)
   assert img.shape == (100, 200, 3) and img.dtype == np.uint8
   red = (img[:, :, 0] > 150) & (img[:, :, 1] < 100) & (img[:, :, 2] < 100)
@@ -143,4 +144,4 @@ def test_curve_image_draws_values_and_reference():
   assert ys.min() < 30                            # the third (1.0) reaches the top
   assert not red[:, 190:].any()                   # the NaN point leaves a gap at the right
   with pytest.raises(ValueError, match="increasing"):
-    visualize.curve_image([0.1], y_range=(1.0, 0.0))
+    _images.curve_image([0.1], y_range=(1.0, 0.0))

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cv.lib import rate
+from cv.codec import rate
 from cv.models import vqvae
 from cv.models.quantizers import VectorQuantizerEMA
 

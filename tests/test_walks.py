@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from cv.codec.neural import NeuralCodec
-from cv.data import code_shards, encode, walks
+from cv.data import code_shards, walks
+from cv.codec import encode
 from cv.data.sources import DatasetError
 from tests.helpers import write_clip
 

@@ -62,7 +62,7 @@ anything). Figures (subcommands; one module each in cv/benchmarks/):
 
 With --json the figure's dict is written as {"figure", "args", "environment", "figures"}. Times
 of jitted code are means over --repeats calls after a warm-up call (which compiles); see
-`cv.lib.bench.time_fn`. Adding a figure: see `cv/benchmarks/__init__.py`.
+`cv.benchmarks.timing.time_fn`. Adding a figure: see `cv/benchmarks/__init__.py`.
 """
 from __future__ import annotations
 
@@ -71,14 +71,9 @@ import os
 import sys
 import time
 
-# Run as a script from a checkout: make `cv` importable without installing it.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from cv.benchmarks import FIGURES  # pylint: disable=g-import-not-at-top,wrong-import-position
-# Re-exported: the codec figure's helpers were defined here before figures got their own modules.
-from cv.benchmarks.codec import (  # pylint: disable=g-import-not-at-top,wrong-import-position,unused-import
-    REFERENCE_CLIP, build_codec, load_bench_frames)
 from cv.benchmarks.common import log  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -97,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
 
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.ERROR)
-  from cv.lib import bench, fileio  # pylint: disable=g-import-not-at-top
+  from cv.lib import fileio  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   figures = FIGURES[args.figure].run(args)
   elapsed = time.perf_counter() - start
@@ -106,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     fileio.write_json(args.json, {
         "figure": args.figure,
         "args": {k: v for k, v in vars(args).items() if k not in ("figure", "json")},
-        "environment": dict(bench.environment(), wall_s=elapsed),
+        "environment": dict(timing.environment(), wall_s=elapsed),
         "figures": figures,
     })
     log(f"[{args.figure}] wrote {args.json}")

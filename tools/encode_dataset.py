@@ -20,7 +20,6 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -61,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     import jax
     args.process_index, args.process_count = jax.process_index(), jax.process_count()
   from cv.codec.neural import NeuralCodec
-  from cv.data import code_shards, encode
+  from cv.data import code_shards
+  from cv.codec import encode
   from cv.lib.errors import UserError
   try:
     root = args.root

@@ -13,7 +13,6 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ml_collections as mlc  # noqa: E402
 import numpy as np  # noqa: E402
@@ -37,7 +36,7 @@ def measure_counts(codec: NeuralCodec, config: mlc.ConfigDict, max_clips: int) -
   return counts
 
 
-def main(argv: list[str] | None = None) -> str:
+def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
   parser.add_argument("--workdir", required=True, help="a finished vq_codec run")
   parser.add_argument("--out", required=True, help="output .cvcodec file")
@@ -56,8 +55,8 @@ def main(argv: list[str] | None = None) -> str:
   size = os.path.getsize(args.out)
   print(f"wrote {args.out} ({size / 1e6:.2f} MB): codec_id {codec.codec_id}, nominal CR "
         f"{codec.nominal_cr():.1f} at 32x256x256, {codec.num_codebooks}x{codec.num_entries} codes")
-  return args.out
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import Any, Sequence
 
-# Run as a script from a checkout: make `cv` importable without installing it.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cv.data import demo  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -85,7 +82,7 @@ def params_for(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
   return params
 
 
-def main(argv: Sequence[str] | None = None) -> list[str]:
+def run(argv: Sequence[str] | None = None) -> list[str]:
   """Makes the requested datasets; prints and returns their folders."""
   args = parse_args(argv)
   if not args.quiet:
@@ -99,5 +96,11 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
   return paths
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+  """The `cv-demo-data` command: `run`, exit status 0."""
+  run(argv)
+  return 0
+
+
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -6,7 +6,7 @@
 The first `--num_frames` frames of INPUT_VIDEO (fewer if the video is shorter) are resized
 (short side) and centre-cropped to a `--size` square, encoded and decoded with the codec
 (default: the demo codec shipped in cv/assets). The codes are shown as colours: the codebook
-embedding of every code position projected on its 3 principal components (cv.lib.visualize).
+embedding of every code position projected on its 3 principal components (cv.codec.pictures).
 Writes (each file atomically):
 
   DIR/side_by_side.mp4   input | reconstruction | codes (PCA), H.264, at the video's frame rate
@@ -22,7 +22,6 @@ import os
 import sys
 from typing import Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -64,7 +63,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
   from cv.codec.neural import NeuralCodec  # pylint: disable=g-import-not-at-top
   from cv.data import transforms, video  # pylint: disable=g-import-not-at-top
   from cv.data.writer import write_video  # pylint: disable=g-import-not-at-top
-  from cv.lib import visualize  # pylint: disable=g-import-not-at-top
+  from cv.codec import pictures  # pylint: disable=g-import-not-at-top
 
   info = video.probe(args.input)
   num_frames = min(args.num_frames, info.num_frames)
@@ -74,17 +73,17 @@ def run(args: argparse.Namespace) -> dict[str, object]:
   codes = codec.encode(frames)
   recon = codec.decode(codes, size=frames.shape[:3])
   latents = np.asarray(codec.latents(codes[None]))[0]
-  code_rgb = visualize.pca_rgb(latents)
-  panels = visualize.side_by_side(frames, recon, code_rgb, temporal_factor=codec.temporal_factor,
+  code_rgb = pictures.pca_rgb(latents)
+  panels = pictures.side_by_side(frames, recon, code_rgb, temporal_factor=codec.temporal_factor,
                                   spatial_factor=codec.spatial_factor)
-  grid = visualize.reconstruction_grid(frames, recon, args.grid_frames)
+  grid = pictures.reconstruction_grid(frames, recon, args.grid_frames)
 
   fps = info.fps if info.fps > 0 else 25.0
   paths = {name: os.path.join(args.out, name)
            for name in ("side_by_side.mp4", "side_by_side.gif", "grid.png")}
   write_video(paths["side_by_side.mp4"], panels, fps)
-  visualize.write_gif(paths["side_by_side.gif"], panels, fps)
-  visualize.write_png(paths["grid.png"], grid)
+  pictures.write_gif(paths["side_by_side.gif"], panels, fps)
+  pictures.write_png(paths["grid.png"], grid)
   mse = float(np.mean((frames.astype(np.float64) - recon.astype(np.float64)) ** 2))
   psnr = 10.0 * np.log10(255.0**2 / max(mse, 1e-10))
   return {"paths": paths, "psnr": float(psnr), "frames": list(frames.shape[:3]),

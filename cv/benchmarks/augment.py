@@ -4,7 +4,7 @@ What it measures: a batch of real demo clips (the k600_s3d clip spec: 8x64x64, c
 the first training videos) is encoded by the shipped demo codec, and its latents (the codebook
 vectors of the codes, what downstream models see) are augmented with random crop + flip
 parameters (`cv.augment.ops.sample_params`) in two ways, each jitted and timed with
-`cv.lib.bench.time_fn`:
+`cv.benchmarks.timing.time_fn`:
   latent augment  the augmentation network: `net.apply(params, latents, p)` -> latents;
   pixel route     decode the codes -> `ops.apply_pixels` (crop + flip) -> encode -> latents,
                   the only other way to get the latents of an augmented clip from codes;
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   from cv.augment import ops  # pylint: disable=g-import-not-at-top
   from cv.codec.neural import NeuralCodec  # pylint: disable=g-import-not-at-top
   from cv.configs import k600_latent_aug  # pylint: disable=g-import-not-at-top
-  from cv.lib import bench  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
   from cv.models.vqvae import VQVAE  # pylint: disable=g-import-not-at-top
 
   codec = NeuralCodec.load(None)
@@ -148,28 +148,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   for name, row, _ in ROUTES:
     fn, *fn_args = calls[name]
     log(f"[augment] {row}: compile + {args.repeats} calls")
-    stats = bench.time_fn(jax.jit(fn), *fn_args, repeats=args.repeats)
+    stats = timing.time_fn(jax.jit(fn), *fn_args, repeats=args.repeats)
     figures.update({f"{name}/s_mean": stats["mean_s"], f"{name}/s_std": stats["std_s"],
                     f"{name}/s_min": stats["min_s"], f"{name}/compile_s": stats["warmup_s"],
-                    f"{name}/clips_per_s": bench.per_second(b, stats)})
+                    f"{name}/clips_per_s": timing.per_second(b, stats)})
     log(f"[augment] {row}: {stats['mean_s']:.4f} s per batch")
   base = figures["latent_aug/s_mean"]
   for name in ("pixel_route", "decode", "encode", "pixel_augment"):
     figures[f"{name}_vs_latent_aug_ratio"] = figures[f"{name}/s_mean"] / base
-  figures["peak_rss_mb"] = bench.peak_rss_mb()
+  figures["peak_rss_mb"] = timing.peak_rss_mb()
   print(format_table(figures))
   return figures
 
 
 def format_table(figures: dict[str, Any]) -> str:
   """The `augment` figure as a Markdown table and notes."""
-  from cv.lib import bench  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
   rows = []
   for name, row, what in ROUTES:
     ratio = 1.0 if name == "latent_aug" else figures[f"{name}_vs_latent_aug_ratio"]
     rows.append([row, what, fmt(figures[f"{name}/s_mean"]), fmt(figures[f"{name}/clips_per_s"]),
                  fmt(ratio)])
-  table = bench.markdown_table(
+  table = timing.markdown_table(
       ["route", "computes", "s/batch", "clips/s", "time vs latent augment"], rows,
       align="llrrr")
   notes = [

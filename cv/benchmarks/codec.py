@@ -98,14 +98,14 @@ def _plain(value: Any) -> Any:
 def _baseline(name: str, frames: Any, encode: Callable[[], Any], decode: Callable[[Any], Any],
               size: Callable[[Any], int], repeats: int) -> dict[str, Any]:
   """Times a classic codec's encode and decode separately; figures prefixed with `name/`."""
-  from cv.lib import bench  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
   t = frames.shape[0]
-  enc = bench.time_fn(encode, repeats=repeats)
+  enc = timing.time_fn(encode, repeats=repeats)
   payload = encode()
-  dec = bench.time_fn(decode, payload, repeats=repeats)
+  dec = timing.time_fn(decode, payload, repeats=repeats)
   num_bytes = size(payload)
-  return {f"{name}/encode_fps": bench.per_second(t, enc), f"{name}/encode_s_std": enc["std_s"],
-          f"{name}/decode_fps": bench.per_second(t, dec), f"{name}/decode_s_std": dec["std_s"],
+  return {f"{name}/encode_fps": timing.per_second(t, enc), f"{name}/encode_s_std": enc["std_s"],
+          f"{name}/decode_fps": timing.per_second(t, dec), f"{name}/decode_s_std": dec["std_s"],
           f"{name}/roundtrip_fps": t / (enc["mean_s"] + dec["mean_s"]),
           f"{name}/bytes": num_bytes, f"{name}/cr": frames.size / num_bytes}
 
@@ -115,24 +115,26 @@ def _entropy_figures(p: str, codec: Any, frames: Any, codes: Any, tmp: str,
   """The `--entropy` file of a codec that carries code frequencies: its real bytes and actual CR,
   the mode its chunk took, and the speed of the lossless stage alone (codes <-> chunk bytes)."""
   from cv.codec import entropy, files  # pylint: disable=g-import-not-at-top
-  from cv.lib import bench  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
   t = frames.shape[0]
   probs = entropy.frequencies_to_probs(codec.code_counts)
-  enc = bench.time_fn(files.entropy_chunk, codes, probs, codec.bits, repeats=repeats)
+  enc = timing.time_fn(files.entropy_chunk, codes, probs, codec.bits, repeats=repeats)
   chunk = files.entropy_chunk(codes, probs, codec.bits)
-  dec = bench.time_fn(files.decode_entropy_chunk, chunk, probs, codes.shape, codec.bits,
+  dec = timing.time_fn(files.decode_entropy_chunk, chunk, probs, codes.shape, codec.bits,
                       repeats=repeats)
   stats = files.compress_array(frames, os.path.join(tmp, "entropy.cvz"), codec, use_entropy=True)
   return {p + "entropy_cvz_bytes": stats["bytes"], p + "entropy_actual_cr": stats["cr"],
           p + "entropy_mode": files.chunk_mode(chunk),
-          p + "entropy_encode_fps": bench.per_second(t, enc),
-          p + "entropy_decode_fps": bench.per_second(t, dec)}
+          p + "entropy_encode_fps": timing.per_second(t, enc),
+          p + "entropy_decode_fps": timing.per_second(t, dec)}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
   """Neural codec speed and size per rate, next to JPEG and H.264 on the same frames."""
   from cv.codec import bitpack, files  # pylint: disable=g-import-not-at-top
-  from cv.lib import bench, classic_codecs, rate  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
+  from cv.codec.rd import classic  # pylint: disable=g-import-not-at-top
+  from cv.codec import rate  # pylint: disable=g-import-not-at-top
   frames = load_bench_frames(args.frames, args.size)
   t, h, w = frames.shape[:3]
   clip = f"{t}x{h}x{w}"
@@ -141,11 +143,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   jpeg, h264 = f"jpeg_q{args.jpeg_quality}", f"h264_crf{args.h264_crf}"
   log(f"[codec] {jpeg} and {h264} on {clip} frames of bikes.mp4")
   figures.update(_baseline(
-      jpeg, frames, lambda: classic_codecs.encode_jpeg(frames, args.jpeg_quality),
-      classic_codecs.decode_jpeg, lambda fs: sum(len(f) for f in fs), args.repeats))
+      jpeg, frames, lambda: classic.encode_jpeg(frames, args.jpeg_quality),
+      classic.decode_jpeg, lambda fs: sum(len(f) for f in fs), args.repeats))
   figures.update(_baseline(
-      h264, frames, lambda: classic_codecs.encode_h264(frames, args.h264_crf),
-      lambda data: classic_codecs.decode_video(data, h, w), len, args.repeats))
+      h264, frames, lambda: classic.encode_h264(frames, args.h264_crf),
+      lambda data: classic.decode_video(data, h, w), len, args.repeats))
 
   with tempfile.TemporaryDirectory() as tmp:
     for cr in args.rates:
@@ -154,9 +156,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
       codec, weights = build_codec(cr, args.seed)
       build_s = time.perf_counter() - start
       log(f"[codec] cr={cr}: {weights} weights (built in {build_s:.1f} s), encode/decode {clip}")
-      enc = bench.time_fn(codec.encode, frames, repeats=args.repeats)
+      enc = timing.time_fn(codec.encode, frames, repeats=args.repeats)
       codes = codec.encode(frames)
-      dec = bench.time_fn(codec.decode, codes, (t, h, w), repeats=args.repeats)
+      dec = timing.time_fn(codec.decode, codes, (t, h, w), repeats=args.repeats)
       stats = files.compress_array(frames, os.path.join(tmp, f"cr{cr}.cvz"), codec)
       if stats["payload_bytes"] != bitpack.packed_size(codes.size, codec.bits):
         raise RuntimeError(f"cr={cr}: .cvz payload {stats['payload_bytes']} B is not the "
@@ -168,10 +170,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           p + "weights": weights,
           p + "bits_per_index": codec.bits,
           p + "build_s": build_s,
-          p + "encode_fps": bench.per_second(t, enc),
+          p + "encode_fps": timing.per_second(t, enc),
           p + "encode_s_mean": enc["mean_s"], p + "encode_s_std": enc["std_s"],
           p + "encode_s_min": enc["min_s"], p + "encode_warmup_s": enc["warmup_s"],
-          p + "decode_fps": bench.per_second(t, dec),
+          p + "decode_fps": timing.per_second(t, dec),
           p + "decode_s_mean": dec["mean_s"], p + "decode_s_std": dec["std_s"],
           p + "decode_s_min": dec["min_s"], p + "decode_warmup_s": dec["warmup_s"],
           p + "cvz_bytes": stats["bytes"], p + "payload_bytes": stats["payload_bytes"],
@@ -188,14 +190,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           t / (enc["mean_s"] + dec["mean_s"]) / figures[f"{jpeg}/roundtrip_fps"])
       figures[p + "ours_roundtrip_vs_h264_ratio"] = (
           t / (enc["mean_s"] + dec["mean_s"]) / figures[f"{h264}/roundtrip_fps"])
-  figures["peak_rss_mb"] = bench.peak_rss_mb()
+  figures["peak_rss_mb"] = timing.peak_rss_mb()
   print(format_codec_tables(figures, args.rates, jpeg, h264))
   return figures
 
 
 def format_codec_tables(figures: dict[str, Any], rates: list[int], jpeg: str, h264: str) -> str:
   """The `codec` figure as two Markdown tables (sizes/speeds, then speed ratios) and notes."""
-  from cv.lib import bench  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
   clip = f"{figures['frames']}x{figures['height']}x{figures['width']}"
   rows = []
   for cr in rates:
@@ -208,18 +210,18 @@ def format_codec_tables(figures: dict[str, Any], rates: list[int], jpeg: str, h2
     rows.append([label, "-", f"{figures[name + '/encode_fps']:.1f}",
                  f"{figures[name + '/decode_fps']:.1f}", f"{figures[name + '/bytes']:,}", "-",
                  "-", f"{figures[name + '/cr']:.1f}"])
-  table = bench.markdown_table(
+  table = timing.markdown_table(
       ["codec", "weights", "encode fps", "decode fps", f"bytes/clip ({clip})",
        "nominal bytes", "nominal CR", "actual CR"], rows, align="llrrrrrr")
   ratio_rows = [[f"ours cr={cr}"] + [f"{figures[f'cr{cr}/ours_{op}_vs_{c}_ratio']:.3g}"
                                      for c in ("jpeg", "h264") for op in ("encode", "decode")]
                 for cr in rates]
-  ratios = bench.markdown_table(
+  ratios = timing.markdown_table(
       ["codec", "encode vs JPEG", "decode vs JPEG", "encode vs H.264", "decode vs H.264"],
       ratio_rows)
   ec_rates = [cr for cr in rates if f"cr{cr}/entropy_cvz_bytes" in figures]
   if ec_rates:
-    ratios += "\n" + bench.markdown_table(
+    ratios += "\n" + timing.markdown_table(
         ["codec", f"--entropy bytes/clip ({clip})", "actual CR", "chunk coded by",
          "lossless encode fps", "lossless decode fps"],
         [[f"ours cr={cr}", f"{figures[f'cr{cr}/entropy_cvz_bytes']:,}",

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from cv.codec.neural import NeuralCodec  # pylint: disable=g-import-not-at-top
   from cv.configs import k600_s3d  # pylint: disable=g-import-not-at-top
-  from cv.data import code_cache, code_shards, datasets  # pylint: disable=g-import-not-at-top
+  from cv.data import code_shards, datasets  # pylint: disable=g-import-not-at-top
+  from cv.codec import code_cache  # pylint: disable=g-import-not-at-top
 
   c = k600_s3d.get_config("smoke" if args.smoke else None)
   data = c.data
@@ -132,7 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def format_tables(figures: dict[str, Any]) -> str:
   """The `loader` figure as two Markdown tables (per pipeline, then ratios) and notes."""
-  from cv.lib import bench  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
   rows = []
   for name in PIPELINES:
     p = name + "/"
@@ -140,10 +141,10 @@ def format_tables(figures: dict[str, Any]) -> str:
                  fmt(figures[p + "s_per_batch"]), fmt(figures[p + "first_batch_s"]),
                  f"{figures[p + 'storage_bytes_per_clip']:,.0f}",
                  f"{figures[p + 'example_bytes']:,.0f}", f"{figures[p + 'peak_rss_mb']:,.0f}"])
-  table = bench.markdown_table(
+  table = timing.markdown_table(
       ["pipeline", "clips/s", "s/batch", "first batch s", "storage bytes/clip",
        "bytes/example delivered", "peak RSS MB"], rows)
-  ratios = bench.markdown_table(["ratio", "value"], [
+  ratios = timing.markdown_table(["ratio", "value"], [
       ["codes vs rgb clips/s", fmt(figures["codes_vs_rgb_clips_per_s_ratio"])],
       ["rgb vs codes storage bytes/clip", fmt(figures["rgb_vs_codes_bytes_per_clip_ratio"])],
       ["rgb vs codes serialized record bytes", fmt(figures["rgb_vs_codes_record_bytes_ratio"])],
@@ -197,7 +198,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.ERROR)
   from cv.data import code_clips, code_shards, pipeline  # pylint: disable=g-import-not-at-top
-  from cv.lib import bench  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
   if spec["pipeline"] == "rgb":
     source: Any = spec["records"]
     load: Any = pipeline.LoadClip(pipeline.ClipSpec(**spec["clip"]), train=True)
@@ -208,7 +209,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     key = "codes"
   else:
     raise ValueError(f"unknown pipeline {spec['pipeline']!r}")
-  rss_after_imports = bench.peak_rss_mb()
+  rss_after_imports = timing.peak_rss_mb()
   batch_size, warmup, batches = spec["batch"], spec["warmup"], spec["batches"]
   start = time.perf_counter()
   it = pipeline.train_iterator(source, load, global_batch=batch_size, seed=spec["seed"],
@@ -230,6 +231,6 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
       "example_bytes": x.nbytes / batch_size,
       "example_shape": list(x.shape[1:]),
       "dtype": str(x.dtype),
-      "peak_rss_mb": bench.peak_rss_mb(),
+      "peak_rss_mb": timing.peak_rss_mb(),
       "rss_after_imports_mb": rss_after_imports,
   }

@@ -182,7 +182,9 @@ def prepare_walk(c: Any, codec: Any, minutes: float) -> dict[str, Any]:
   Returns path (video), codes_root, desc (`walks.walk_index` descriptor), num_chunks, height
   and width (pixels of the encoded frames) and chunk_seconds.
   """
-  from cv.data import code_cache, code_shards, encode, walks  # pylint: disable=g-import-not-at-top
+  from cv.data import code_shards, walks  # pylint: disable=g-import-not-at-top
+  from cv.codec import code_cache  # pylint: disable=g-import-not-at-top
+  from cv.codec import encode  # pylint: disable=g-import-not-at-top
   from cv.data.demo import ensure_walking_tours  # pylint: disable=g-import-not-at-top
 
   demo = dict(c.data.demo)
@@ -218,7 +220,7 @@ def prepare_walk(c: Any, codec: Any, minutes: float) -> dict[str, Any]:
 
 def format_tables(figures: dict[str, Any], minutes: list[float]) -> str:
   """The `memory` figure as two Markdown tables (per walk and pipeline, then ratios) and notes."""
-  from cv.lib import bench  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
   rows, ratio_rows, notes = [], [], []
   for m in minutes:
     p = f"{m:g}min/"
@@ -238,11 +240,11 @@ def format_tables(figures: dict[str, Any], minutes: list[float]) -> str:
       ratio_rows.append([f"{m:g} min", fmt(figures[p + "rgb_vs_codes_peak_rss_ratio"]),
                          fmt(figures[p + "rgb_vs_codes_input_bytes_ratio"]),
                          fmt(figures[p + "rgb_vs_codes_pass_time_ratio"])])
-  out = bench.markdown_table(
+  out = timing.markdown_table(
       ["walk", "pipeline", "chunks", "input fed", "input bytes", "peak RSS MiB", "compile s",
        "s/pass"], rows, align="llrlrrrr")
   if ratio_rows:
-    out += "\n" + bench.markdown_table(
+    out += "\n" + timing.markdown_table(
         ["walk", "rgb vs codes peak RSS", "rgb vs codes input bytes", "rgb vs codes s/pass"],
         ratio_rows)
   m0 = f"{minutes[0]:g}min/"
@@ -336,14 +338,14 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
   from cv.codec.neural import NeuralCodec  # pylint: disable=g-import-not-at-top
   from cv.configs import walkingtours_past_future  # pylint: disable=g-import-not-at-top
   from cv.data import walks  # pylint: disable=g-import-not-at-top
-  from cv.lib import bench  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
   from cv.models import past_future as pf  # pylint: disable=g-import-not-at-top
   from cv.trainers import past_future  # pylint: disable=g-import-not-at-top
 
   c = walkingtours_past_future.get_config(spec["config_arg"])
   codec = NeuralCodec.load(None)
   sf = codec.spatial_factor
-  rss_after_imports = bench.peak_rss_mb()
+  rss_after_imports = timing.peak_rss_mb()
   n = spec["num_chunks"]
   start = time.perf_counter()
   if spec["pipeline"] == "codes":
@@ -361,7 +363,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
   if x.shape[0] != n:
     raise RuntimeError(f"expected {n} chunks, got {x.shape}")
   shape, dtype, nbytes = "x".join(map(str, (1, *x.shape))), str(x.dtype), int(x.nbytes)
-  rss_after_load = bench.peak_rss_mb()
+  rss_after_load = timing.peak_rss_mb()
 
   model = past_future.build_model(c, n)
   walk_pass = past_future.make_walk_pass(model, features, query_crop, spec["group"])
@@ -378,7 +380,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
   del x
   rng = jax.random.PRNGKey(spec["seed"] + 1)
   step = jax.jit(lambda p, w, r: walk_pass(p, w, r, True))
-  stats = bench.time_fn(step, params, walk, rng, repeats=spec["repeats"])
+  stats = timing.time_fn(step, params, walk, rng, repeats=spec["repeats"])
   return {
       "input_shape": shape, "input_dtype": dtype, "input_bytes": nbytes,
       "parameters": int(sum(np.size(v) for v in jax.tree.leaves(params))),
@@ -386,6 +388,6 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
       "compile_s": stats["warmup_s"], "s_per_pass": stats["mean_s"],
       "s_per_pass_std": stats["std_s"], "s_per_pass_min": stats["min_s"],
       "s_per_chunk": stats["mean_s"] / n,
-      "peak_rss_bytes": int(bench.peak_rss_mb() * 2**20), "peak_rss_mb": bench.peak_rss_mb(),
+      "peak_rss_bytes": int(timing.peak_rss_mb() * 2**20), "peak_rss_mb": timing.peak_rss_mb(),
       "rss_after_imports_mb": rss_after_imports, "rss_after_load_mb": rss_after_load,
   }

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   """Measures every input in --inputs; prints the table; returns the figures."""
   use_single_device()
   import jax  # pylint: disable=g-import-not-at-top
-  from cv.lib import bench  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
   figures: dict[str, Any] = {"batch": args.batch, "repeats": args.repeats,
                              "inputs": ",".join(args.inputs), "devices": len(jax.devices())}
   for inp in args.inputs:
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   if "codes" in args.inputs and "rgb" in args.inputs:
     figures["input_bytes_rgb_vs_codes_ratio"] = (
         figures["rgb/input_bytes"] / figures["codes/input_bytes"])
-  figures["peak_rss_mb"] = bench.peak_rss_mb()
+  figures["peak_rss_mb"] = timing.peak_rss_mb()
   print(format_tables(figures, args.inputs))
   return figures
 
@@ -91,7 +91,7 @@ def measure(inp: str, args: argparse.Namespace) -> dict[str, Any]:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from cv.codec.neural import NeuralCodec  # pylint: disable=g-import-not-at-top
   from cv.configs import k600_s3d  # pylint: disable=g-import-not-at-top
-  from cv.lib import bench  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
   from cv.trainers import s3d_cls  # pylint: disable=g-import-not-at-top
 
   c = k600_s3d.get_config(f"input={inp}" + (",smoke" if args.smoke else ""))
@@ -119,14 +119,14 @@ def measure(inp: str, args: argparse.Namespace) -> dict[str, Any]:
       f"train step: compile + {args.repeats} calls")
 
   train_step = jax.jit(task.train_step)
-  train = bench.time_fn(train_step, state, batch, repeats=args.repeats)
+  train = timing.time_fn(train_step, state, batch, repeats=args.repeats)
   log(f"[step] {inp}: train step {train['mean_s']:.3f} s (compile+first {train['warmup_s']:.1f} "
       f"s); inference: compile + {args.repeats} calls")
 
   def infer_fn(params, model_state, b):
     return model.apply({"params": params["s3d"], **model_state}, features(params, b), train=False)
 
-  infer = bench.time_fn(jax.jit(infer_fn), state.params, state.model_state, {key: batch[key]},
+  infer = timing.time_fn(jax.jit(infer_fn), state.params, state.model_state, {key: batch[key]},
                         repeats=args.repeats)
   log(f"[step] {inp}: inference {infer['mean_s']:.3f} s")
   params = jax.tree.leaves(state.params)
@@ -139,17 +139,17 @@ def measure(inp: str, args: argparse.Namespace) -> dict[str, Any]:
       "build_s": build_s,
       "train_step_s": train["mean_s"], "train_step_s_std": train["std_s"],
       "train_step_s_min": train["min_s"], "train_compile_s": train["warmup_s"],
-      "train_clips_per_s": bench.per_second(args.batch, train),
+      "train_clips_per_s": timing.per_second(args.batch, train),
       "inference_s": infer["mean_s"], "inference_s_std": infer["std_s"],
       "inference_s_min": infer["min_s"], "inference_compile_s": infer["warmup_s"],
-      "inference_clips_per_s": bench.per_second(args.batch, infer),
-      "peak_rss_mb": bench.peak_rss_mb(),
+      "inference_clips_per_s": timing.per_second(args.batch, infer),
+      "peak_rss_mb": timing.peak_rss_mb(),
   }
 
 
 def format_tables(figures: dict[str, Any], inputs: list[str]) -> str:
   """The `step` figure as two Markdown tables (per input, then speed-up ratios) and notes."""
-  from cv.lib import bench  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
   rows = []
   for inp in inputs:
     p = inp + "/"
@@ -158,7 +158,7 @@ def format_tables(figures: dict[str, Any], inputs: list[str]) -> str:
                  fmt(figures[p + "inference_s"]), fmt(figures[p + "inference_clips_per_s"]),
                  f"{figures[p + 'train_compile_s']:.1f}", f"{figures[p + 'parameters']:,}",
                  f"{figures[p + 'input_bytes']:,}", f"{figures[p + 'peak_rss_mb']:,.0f}"])
-  table = bench.markdown_table(
+  table = timing.markdown_table(
       ["input", "batch fed", "train step s", "train clips/s", "inference s",
        "inference clips/s", "train compile s", "parameters", "input bytes/batch",
        "peak RSS MB"], rows, align="llrrrrrrrr")
@@ -169,7 +169,7 @@ def format_tables(figures: dict[str, Any], inputs: list[str]) -> str:
                          fmt(figures[f"inference_{inp}_vs_rgb_speedup_ratio"])])
   out = table
   if ratio_rows:
-    out += "\n" + bench.markdown_table(["speed-up", "train step", "inference"], ratio_rows)
+    out += "\n" + timing.markdown_table(["speed-up", "train step", "inference"], ratio_rows)
   notes = [
       f"Batch {figures['batch']} of one real demo batch, on {figures['devices']} CPU device(s); "
       f"times: mean of {figures['repeats']} jitted calls after a compiling warm-up "

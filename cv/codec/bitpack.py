@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cv.lib import rate
+from cv.codec import rate
 
 MAX_BITS = 32
 

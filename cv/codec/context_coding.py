@@ -12,7 +12,7 @@ motion of up to one cell):
 weights w[k] are fitted to the chunk by EM on the encoder side and stored in it (uint16, 20 bytes
 for K = 1). Frame 0 uses `probs` alone, so every chunk decodes on its own. Decoding is one
 vectorised range-coder call per latent frame and codebook: no per-index Python loop. On the
-default held-out clips this halves the bytes of static range coding (see README).
+default held-out clips this halves the bytes of static range coding (see docs/results.md).
 
 Stream layout (part of the file format): K x 10 little-endian uint16 weights, then one
 `constriction.stream.queue.RangeEncoder` stream as little-endian uint32 words holding frame 0

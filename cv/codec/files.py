@@ -1,4 +1,5 @@
-"""Compress a video (file or folder of frames) into one `.cvz` file, and back (DESIGN §6, §8).
+"""Compress a video (file or folder of frames) into one `.cvz` file, and back (docs/design.md:
+Data, Reliability).
 
 Videos are streamed in chunks of `chunk_frames` frames, so memory stays bounded for hour-long
 inputs. Each chunk is padded to the codec grid (frames edge-padded to multiples of the codec's

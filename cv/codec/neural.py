@@ -22,7 +22,9 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
-from cv.lib import checkpoint, fileio, rate
+from cv.lib import checkpoint, fileio
+
+from cv.codec import rate
 from cv.models.vqvae import VQVAE
 
 FORMAT_VERSION = 1

@@ -24,26 +24,24 @@ Expected result (demo data: 24 training / 8 test videos of 20-40 s at 10 fps, 8 
 steps + background; 2 CPU cores): the default run generates and encodes the demo videos once
 (~1 min) and trains 1,500 steps in about 9 minutes to per-frame top-1 ~0.78 ± 0.15 over the test
 videos (measured 0.778; always predicting background scores 0.453), top-5 ~0.96; input=rgb
-reaches ~0.87 at 2.5x the time per step (README table).
+reaches ~0.87 at 2.5x the time per step (docs/results.md table).
 """
 from __future__ import annotations
 
 import ml_collections as mlc
 
 from cv.configs import common
-from cv.data import datasets
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
   arg = common.parse_arg(arg, input="codes", width=0.25, embed="codec", smoke=False)
-  if arg.input not in ("codes", "rgb", "recon"):
-    raise ValueError(f"coin_framewise: input={arg.input!r} must be 'codes', 'rgb' or 'recon'")
-  c = common.base_config("coin_framewise", smoke=arg.smoke)
+  c = common.base_config("coin_framewise", total_steps=1500, log_every=50,
+                         ckpt_every=500, eval_every=500)
   c.input = arg.input
   # Codec file (.cvcodec) or vq_codec workdir; unset = the shipped demo codec (CR 192).
   c.codec = mlc.config_dict.placeholder(str)
   # 32 frames at stride 1 = 3.2 s of the 10 fps demo videos: about one step and a pause.
-  c.data = datasets.clip_data_config(smoke=arg.smoke, format="coin", train_split="training",
+  c.data = common.clip_data_config(format="coin", train_split="training",
                                      eval_split="testing", num_frames=32, stride=1,
                                      short_side=64, crop=64, max_eval_videos=0)
   del c.data["max_eval_clips"]
@@ -69,10 +67,6 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.optim = mlc.ConfigDict(dict(name="adamw", lr=2e-3, schedule="cosine", warmup_steps=50,
                                 final_lr_frac=0.01, grad_clip=1.0,
                                 kwargs=dict(weight_decay=1e-2)))
-  c.total_steps = 1500
-  c.log_every = 50
-  c.ckpt_every = 500
-  c.eval_every = 500
   if arg.smoke:
     c.data.num_frames, c.data.short_side, c.data.crop = 8, 32, 32
     c.data.demo = dict(seed=0, num_training=3, num_testing=2, duration_seconds=(5.0, 6.0),

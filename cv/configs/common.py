@@ -10,8 +10,6 @@ from typing import Any
 
 import ml_collections as mlc
 
-from cv.models import s3d
-
 
 def _convert(name: str, raw: str, default: Any) -> Any:
   """Converts `raw` to the type of `default`, with an error that names the argument."""
@@ -59,9 +57,8 @@ def parse_arg(arg: str | None, **spec: Any) -> mlc.ConfigDict:
   return mlc.ConfigDict(values)
 
 
-# S3D-G's inception blocks: all nine, and one per stage for smoke sizes (a third of the compile
-# time; the stage poolings stay, so shapes match the full model's).
-S3D_BLOCKS = tuple(s3d.MIXED)
+# S3D-G's inception blocks at smoke size: one per stage (a third of the compile time; the stage
+# poolings stay, so shapes match the full model's). Empty = all nine (cv.models.s3d.MIXED).
 S3D_SMOKE_BLOCKS = ("Mixed_3b", "Mixed_4b", "Mixed_5b")
 
 
@@ -71,12 +68,15 @@ def s3d_model_config(width: float, smoke: bool) -> mlc.ConfigDict:
       width=0.125 if smoke else width,  # channel multiplier; 1.0 = the paper's S3D-G
       dropout=0.3,
       gating=True,
-      mixed_blocks=S3D_SMOKE_BLOCKS if smoke else S3D_BLOCKS,
+      mixed_blocks=S3D_SMOKE_BLOCKS if smoke else (),  # names from cv.models.s3d.MIXED; () = all
   ))
 
 
-def base_config(trainer: str, *, smoke: bool) -> mlc.ConfigDict:
-  """The loop settings every run has (seed, mesh, cadences); trainers add their own sections."""
+def base_config(trainer: str, *, total_steps: int, log_every: int, ckpt_every: int,
+                eval_every: int) -> mlc.ConfigDict:
+  """The loop settings every run has (seed, mesh, cadences); trainers add their own sections.
+
+  The cadences (in steps) are the caller's: every experiment has its own length."""
   c = mlc.ConfigDict()
   c.trainer = trainer
   c.seed = 0
@@ -86,9 +86,33 @@ def base_config(trainer: str, *, smoke: bool) -> mlc.ConfigDict:
   # Parameter placement (cv/lib/sharding.py): `rules` = [(path regex, spec tuple)], first match
   # wins; otherwise leaves of >= fsdp_min_size elements split over an `fsdp` mesh axis.
   c.sharding = mlc.ConfigDict(dict(fsdp_min_size=2**18, rules=()))
-  c.total_steps = 20 if smoke else 1000
-  c.log_every = 5 if smoke else 50
-  c.ckpt_every = 10 if smoke else 250
+  c.total_steps = total_steps
+  c.log_every = log_every
+  c.ckpt_every = ckpt_every
   c.keep_ckpts = 2
-  c.eval_every = 20 if smoke else 500
+  c.eval_every = eval_every
   return c
+
+
+def clip_data_config(**overrides: Any) -> mlc.ConfigDict:
+  """The `config.data` section shared by clip-based trainers (read by cv.data.datasets)."""
+  d = mlc.ConfigDict(dict(
+      format="kinetics",
+      root=mlc.config_dict.placeholder(str),  # unset = the demo data
+      train_split="train",
+      eval_split="validate",
+      num_frames=8,
+      stride=2,
+      target_fps=mlc.config_dict.placeholder(float),
+      short_side=64,
+      crop=64,
+      strict=False,
+      num_threads=2,
+      prefetch=4,
+      worker_count=0,
+      max_skips_in_row=100,  # a loader that skips this many videos in a row stops the run
+      max_eval_clips=0,
+      demo=dict(seed=0),
+  ))
+  d.update(overrides)
+  return d

@@ -34,27 +34,25 @@ demo dataset once (~30 s) and trains 2,000 steps in about 10 minutes to held-out
 ~0.55-0.7 (views averaged; measured 0.67-0.69 over 3 seeds on one machine, 0.55 and 0.62 over 2
 seeds on another: float differences between CPUs change the trajectory); input=rgb reaches
 ~0.7 (measured 0.72) at 3.6x the time per step (`tools/bench.py step`). The codec sets the gap:
-the previous 23 dB demo codec gave 0.46-0.57. See the README results tables.
+the previous 23 dB demo codec gave 0.46-0.57. See the tables in docs/results.md.
 """
 from __future__ import annotations
 
 import ml_collections as mlc
 
 from cv.configs import common
-from cv.data import datasets
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
   arg = common.parse_arg(arg, input="codes", width=0.25, embed="codec", smoke=False)
-  if arg.input not in ("codes", "rgb", "recon"):
-    raise ValueError(f"k600_s3d: input={arg.input!r} must be 'codes', 'rgb' or 'recon'")
-  c = common.base_config("s3d_cls", smoke=arg.smoke)
+  c = common.base_config("s3d_cls", total_steps=2000, log_every=50,
+                         ckpt_every=500, eval_every=500)
   c.input = arg.input
   # Codec file (.cvcodec) or vq_codec workdir; unset = the shipped demo codec (CR 192).
   c.codec = mlc.config_dict.placeholder(str)
   # 8 frames at stride 4 (~1.2 s of the 25 fps demo clips): enough camera motion per clip to tell
   # the demo classes apart on an 8x8 code grid.
-  c.data = datasets.clip_data_config(smoke=arg.smoke, num_frames=8, stride=4, short_side=64,
+  c.data = common.clip_data_config(num_frames=8, stride=4, short_side=64,
                                      crop=64)
   c.codes = mlc.ConfigDict(dict(
       root=mlc.config_dict.placeholder(str),  # code shards (made here if missing); unset = cache
@@ -82,10 +80,6 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.optim = mlc.ConfigDict(dict(name="adamw", lr=2e-3, schedule="cosine", warmup_steps=50,
                                 final_lr_frac=0.01, grad_clip=1.0,
                                 kwargs=dict(weight_decay=1e-2)))
-  c.total_steps = 2000
-  c.log_every = 50
-  c.ckpt_every = 500
-  c.eval_every = 500
   if arg.smoke:
     c.data.num_frames, c.data.stride, c.data.short_side, c.data.crop = 4, 2, 32, 32
     c.data.demo = dict(seed=0, train_per_class=2, validate_per_class=1, num_frames=12,

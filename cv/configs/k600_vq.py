@@ -49,7 +49,6 @@ from __future__ import annotations
 import ml_collections as mlc
 
 from cv.configs import common
-from cv.data import datasets
 
 # cr -> (stage widths after 4x4 patches: each extra stage halves H and W, K codebooks,
 #        N entries, D dims per codebook)
@@ -82,7 +81,9 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   channels, k, n, d = RATES[arg.cr]
   if arg.quantizer == "fsq":
     d = len(FSQ_LEVELS[n])
-  c = common.base_config("vq_codec", smoke=arg.smoke)
+  # Sized for the demo on 2 CPU cores (~0.6 s/step): scale total_steps up on real data/accelerators.
+  c = common.base_config("vq_codec", total_steps=900, log_every=50,
+                         ckpt_every=150, eval_every=300)
   c.cr = arg.cr
   # tc=2 halves time (2x4x4 patches) and doubles the codebooks, which keeps the nominal CR.
   c.model = mlc.ConfigDict(dict(
@@ -90,17 +91,12 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       num_entries=n, code_dim=d, enc_res_blocks=1, dec_res_blocks=2, res_mult=1, vq_decay=0.99,
       commitment_cost=0.25, restart_threshold=0.03, quantizer_type=arg.quantizer,
       fsq_levels=FSQ_LEVELS.get(n, (8, 8, 4)), rvq_levels=arg.levels))
-  c.data = datasets.clip_data_config(smoke=arg.smoke)
+  c.data = common.clip_data_config()
   c.batch_size = 8
   c.eval_batch_size = 16
   c.num_images = 4
   c.optim = mlc.ConfigDict(dict(name="adam", lr=1e-3, schedule="cosine", warmup_steps=100,
                                 final_lr_frac=0.05, grad_clip=1.0, kwargs=dict(b2=0.99)))
-  # Sized for the demo on 2 CPU cores (~0.6 s/step): scale total_steps up on real data/accelerators.
-  c.total_steps = 900
-  c.log_every = 50
-  c.ckpt_every = 150
-  c.eval_every = 300
   if arg.smoke:
     c.model.channels = tuple(min(ch, 16) for ch in channels)
     c.model.code_dim = d if arg.quantizer == "fsq" else min(d, 8)

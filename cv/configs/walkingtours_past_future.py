@@ -7,7 +7,7 @@ Launch (demo walks and the shipped demo codec when nothing is configured):
   python -m cv.main --config=cv/configs/walkingtours_past_future.py \
       --config.data.root=/data/walking_tours --config.codec=workdirs/k600_vq_cr=192
 Hour-long walks (the paper's point: an hour of video on a laptop; peak RSS ~3.6 GiB on 2 CPU
-cores, see the README):
+cores, see docs/results.md):
   python -m cv.main --config=cv/configs/walkingtours_past_future.py:hour
 Smoke size (tests): --config=cv/configs/walkingtours_past_future.py:smoke
 
@@ -22,14 +22,13 @@ shards (cached under $CV_CODES_DIR): `data.chunk_frames` encoded frames per chun
 chunk, randomly cropped to `query_crop` x `query_crop` code cells.
 
 Expected result (demo: 8 walks of 5 min at 10 fps, 64x64, 6 train / 2 held out; 5 s chunks at
-2 fps; 2 CPU cores): see the README table (accuracy per memory type; slot > lstm >= none ~ 0.5).
+2 fps; 2 CPU cores): see docs/results.md (accuracy per memory type; slot > lstm >= none ~ 0.5).
 """
 from __future__ import annotations
 
 import ml_collections as mlc
 
 from cv.configs import common
-from cv.data import datasets
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
@@ -37,11 +36,12 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   if arg.memory not in ("none", "lstm", "slot"):
     raise ValueError(f"walkingtours_past_future: memory={arg.memory!r} must be 'none', 'lstm' or "
                      f"'slot'")
-  c = common.base_config("past_future", smoke=arg.smoke)
+  c = common.base_config("past_future", total_steps=300, log_every=10,
+                         ckpt_every=100, eval_every=100)
   c.input = "codes"
   # Codec file (.cvcodec) or vq_codec workdir; unset = the shipped demo codec (CR 192).
   c.codec = mlc.config_dict.placeholder(str)
-  c.data = datasets.clip_data_config(smoke=arg.smoke, format="walking_tours", train_split="train",
+  c.data = common.clip_data_config(format="walking_tours", train_split="train",
                                      eval_split="test", stride=5, short_side=64, crop=64,
                                      chunk_frames=10, num_chunks=0,
                                      demo=dict(seed=0, num_walks=8, length_seconds=300.0))
@@ -57,10 +57,6 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.batch_size = 4
   c.optim = mlc.ConfigDict(dict(name="adam", lr=1e-3, schedule="cosine", warmup_steps=20,
                                 final_lr_frac=0.05, grad_clip=1.0, kwargs=dict()))
-  c.total_steps = 300
-  c.log_every = 10
-  c.ckpt_every = 100
-  c.eval_every = 100
   if arg.hour:
     # Four demo walks of an hour each (3 train, 1 held out; 720 chunks per walk). One step is a
     # full pass with gradients over one whole hour-long walk; 3 steps see every training walk.

@@ -68,26 +68,3 @@ def clip_sources(data: mlc.ConfigDict) -> tuple[sources.SourceReport, sources.So
 def clip_spec(data: mlc.ConfigDict) -> pipeline.ClipSpec:
   return pipeline.ClipSpec(num_frames=data.num_frames, stride=data.stride,
                            target_fps=data.target_fps, short_side=data.short_side, crop=data.crop)
-
-
-def clip_data_config(*, smoke: bool, **overrides) -> mlc.ConfigDict:
-  """The `config.data` section shared by clip-based trainers."""
-  d = mlc.ConfigDict(dict(
-      format="kinetics",
-      root=mlc.config_dict.placeholder(str),
-      train_split="train",
-      eval_split="validate",
-      num_frames=8,
-      stride=2,
-      target_fps=mlc.config_dict.placeholder(float),
-      short_side=64,
-      crop=64,
-      strict=False,
-      num_threads=2,
-      prefetch=4,
-      worker_count=0,
-      max_eval_clips=0,
-      demo=dict(seed=0),
-  ))
-  d.update(overrides)
-  return d

@@ -4,7 +4,7 @@ A COIN record (`sources.coin_source`) carries its annotated segments in seconds.
 what a reader samples (every `stride`-th source frame, i.e. `fps / stride` frames per second)
 lies at time `i / rate`; its label is the class of the segment that contains that time, else
 `background` (0). Code shards store these labels per *encoded* frame (`frame_labels`, written by
-`cv.data.encode`), so a code window and the RGB window of the same frames carry the same labels,
+`cv.codec.encode`), so a code window and the RGB window of the same frames carry the same labels,
 whatever the codec's temporal factor: a window of `num_frames` frames is `num_frames / tf` code
 steps, and the model's per-step outputs are upsampled back to `num_frames` frames.
 
@@ -153,6 +153,22 @@ class LoadVideoWindow:
     self.short_side, self.crop, self.train, self.strict = short_side, crop, train, strict
     self.skipped = pipeline.SkipLog()
 
+  def preflight(self, record: dict) -> pipeline.Unusable | None:
+    """Why `record`'s video cannot give a window, from its header only (None if it may): used
+    before training starts (`pipeline.check_usable`). Windows pad short videos, so only videos
+    shorter than the stride or whose segments end after the video are unusable."""
+    path = record["path"]
+    try:
+      info = video.probe(path)
+    except video.VideoError as e:
+      return pipeline.Unusable(path, e.reason)
+    if info.num_frames < self.stride:
+      return pipeline.Unusable(path, f"has {info.num_frames} frames, fewer than the stride "
+                               f"{self.stride}; lower data.stride", frames=info.num_frames,
+                               needed=self.stride)
+    problem = segments_problem(record["segments"], info.num_frames / info.fps)
+    return pipeline.Unusable(path, problem) if problem else None
+
   def __call__(self, record: dict, rng: np.random.Generator | None = None) -> dict | None:
     path = record["path"]
     try:
@@ -191,4 +207,9 @@ def as_windows(source: Sequence[dict] | grain.MapDataset, lengths: Sequence[int]
   """Every window of every video with a positive length (see `window_starts`)."""
   windows = [(v, s) for v, n in enumerate(lengths) if n > 0
              for s in window_starts(n, window, hop, align)]
+  if not windows:
+    raise sources.DeadInputError(
+        f"evaluation split: none of its {len(lengths)} videos can be read (each has 0 usable "
+        f"frames at this stride; see the warnings above); fix or replace the videos, or lower "
+        f"data.stride")
   return Windows(pipeline.as_dataset(source), windows)

@@ -1,28 +1,23 @@
-"""WalkingTours-format long videos: finding the walks of a split, and encoding them chunk by chunk.
+"""WalkingTours-format long videos: finding the walks of a split, reading them chunk by chunk.
 
 A WalkingTours root is a folder of long continuous videos (no labels). Splits are sub-folders
 (`{root}/train/*.mp4`, `{root}/test/*.mp4`) when they exist; a flat folder (what the demo
 generator writes) is split by sorted position: every `HOLDOUT_EVERY`-th walk (positions 3, 7,
 11, ...) is `test`, the others `train`.
 
-Encoding streams each walk (`video.iter_chunks`): frames are decoded, resized and encoded one
-chunk of `chunk_frames` encoded frames at a time, and every chunk becomes one code-shard record
-(`codes` [chunk_frames / tf, H', W', K], `walk`, `video_id`, `chunk`, `time_start`), so an hour
-of video never sits in memory, neither as RGB nor as codes. A walk's last partial chunk is
-dropped (chunks all have one shape). One shard per walk, records in time order.
+`iter_chunk_frames` streams a walk's frames chunk by chunk (what `cv.codec.walks` encodes, one
+code-shard record per chunk, one shard per walk, in time order; a walk's last partial chunk is
+dropped so chunks all have one shape); `walk_index` / `LoadWalk` read the encoded walks back.
 """
 from __future__ import annotations
 
 import json
 import os
-import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from cv.data import code_shards, sources, transforms, video
-from cv.lib import fileio
 
 HOLDOUT_EVERY = 4
 SPLITS = ("train", "test")
@@ -73,54 +68,6 @@ def iter_chunk_frames(path: str, chunk_frames: int, stride: int, short_side: int
     frames = transforms.resize_short_side(frames, short_side)
     h, w = frames.shape[1:3]
     yield transforms.center_crop(frames, h // grid * grid, w // grid * grid)
-
-
-def _num_chunks(path: str, spec: Any) -> int:
-  """Whole chunks a walk will give (for the progress bar; 0 if the file cannot be read)."""
-  try:
-    return video.probe(path).num_frames // spec.stride // spec.chunk_frames
-  except video.VideoError:
-    return 0
-
-
-def _walk_records(record: dict, walk: int, codec: Any, spec: Any, bar: tqdm
-                  ) -> Iterator[dict[str, Any]]:
-  info = video.probe(record["path"])
-  rate = info.fps / spec.stride
-  dtype = np.uint8 if codec.bits <= 8 else np.uint16
-  for i, frames in enumerate(iter_chunk_frames(record["path"], spec.chunk_frames, spec.stride,
-                                               spec.short_side, codec.spatial_factor)):
-    bar.update(1)
-    yield dict(codes=codec.encode(frames).astype(dtype), walk=walk,
-               video_id=record["video_id"], chunk=i, time_start=i * spec.chunk_frames / rate,
-               num_frames=spec.chunk_frames, fps=rate)
-
-
-def encode_walk_split(records: Sequence[dict], out_dir: str, split: str, codec: Any, spec: Any,
-                      *, process_index: int = 0, process_count: int = 1,
-                      progress: bool = True) -> dict[str, int]:
-  """Encodes this process's unfinished walks of one split (one shard per walk); resumable."""
-  n = len(records)
-  todo = [i for i in range(n) if i % process_count == process_index
-          and not code_shards.finished(os.path.join(out_dir, code_shards.shard_name(split, i, n)))]
-  total = sum(_num_chunks(records[i]["path"], spec) for i in todo)
-  bar = tqdm(total=total, unit="chunk", desc=f"encode {split}", disable=not progress)
-  for i in todo:
-    name = code_shards.shard_name(split, i, n)
-    path = os.path.join(out_dir, name)
-    code_shards.remove_stale_temps(path)
-    t0 = time.monotonic()
-    bad: list = []
-    try:
-      count = code_shards.write_shard(path, _walk_records(records[i], i, codec, spec, bar))
-    except video.VideoError as e:  # a broken walk: listed, its shard left empty
-      bad.append([records[i]["path"], e.reason])
-      count = code_shards.write_shard(path, [])
-    fileio.write_json(path + ".json", dict(shard=name, split=split, num_records=count, bad=bad,
-                                           video_id=records[i]["video_id"],
-                                           seconds=round(time.monotonic() - t0, 2)))
-  bar.close()
-  return dict(done=len(todo), skipped=n - len(todo), num_shards=n)
 
 
 def walk_index(root: str, split: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Device mesh and the standard shardings of a run (DESIGN §5).
+"""Device mesh and the standard shardings of a run (docs/design.md, Distribution).
 
 `config.mesh` is a list of `(axis_name, size)`; one size may be -1 (all remaining devices). The
 global batch is split over the `data` and `fsdp` axes; parameters are replicated unless the

@@ -1,4 +1,4 @@
-"""Vector quantisation of codec latents (DESIGN §7).
+"""Vector quantisation of codec latents (docs/design.md, Models).
 
 `VectorQuantizerEMA`: K codebooks of N entries; the latent's C channels are split into K
 contiguous groups of D = C/K channels and each group is quantised by its own codebook (nearest

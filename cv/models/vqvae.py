@@ -1,4 +1,5 @@
-"""The neural codec: a VQ-VAE with 3-D convolutions over video clips (paper §3.2, DESIGN §7).
+"""The neural codec: a VQ-VAE with 3-D convolutions over video clips (paper §3.2;
+docs/design.md, Models).
 
 Encoder: the clip is cut into spatio-temporal patches (paper App. E.1.2: "we create
 spatio-temporal patches of the videos"; `temporal_patch` x `patch` x `patch`), then stride-2

@@ -34,8 +34,10 @@ import numpy as np
 import optax
 
 from cv.codec.neural import NeuralCodec
-from cv.data import code_cache, code_shards, datasets, framewise, pipeline
-from cv.lib import distributed, loop, metrics, optim, visualize
+from cv.data import code_shards, datasets, framewise, pipeline
+from cv.codec import code_cache
+from cv.lib import distributed, loop, metrics, optim
+from cv.trainers import _images
 from cv.lib.errors import ConfigError
 from cv.lib.train_state import TrainState
 from cv.models.code_input import CodeEmbed
@@ -164,13 +166,13 @@ def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable
     out = metrics.framewise_scores(video_probs, video_labels, background=0)
     preds = [p.argmax(-1) for p in video_probs]
     shown = seen[:config.eval.plot_videos]
-    image = visualize.segments_image(video_labels[:len(shown)], preds[:len(shown)],
+    image = _images.segments_image(video_labels[:len(shown)], preds[:len(shown)],
                                      data.class_names, background=0,
                                      titles=[f"{data.eval_videos[v][0]}: true (top) / predicted"
                                              for v in shown])
     cm = metrics.confusion_matrix(np.concatenate(video_labels), np.concatenate(preds),
                                   num_classes)
-    return out, {"segments": image[None], "confusion_matrix": visualize.confusion_image(cm)[None]}
+    return out, {"segments": image[None], "confusion_matrix": _images.confusion_image(cm)[None]}
 
   return loop.Task(init=init, train_step=train_step, evaluate=evaluate,
                    make_train_iter=lambda: pipeline.config_train_iterator(

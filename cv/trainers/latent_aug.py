@@ -184,8 +184,11 @@ def augmentation_grid(videos: dict[str, np.ndarray], n: int, max_frames: int = 4
 
 def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains the augmentation network described by `config` in `workdir` (resuming if possible)."""
+  try:
+    spec = ops.resolve_spec(config.aug.name)
+  except ValueError as e:
+    raise ConfigError(f"config.aug.name: {e}") from None
   codec = NeuralCodec.load(config.codec)
-  spec = ops.resolve_spec(config.aug.name)
   print(f"latent_aug: augmentation {'+'.join(spec)} ({ops.param_dim(spec)} parameters), frozen "
         f"codec {config.codec or 'shipped demo codec'} (id {codec.codec_id}, latents of "
         f"{codec.latent_dim} channels)", flush=True)

@@ -33,8 +33,10 @@ import numpy as np
 import optax
 
 from cv.codec.neural import NeuralCodec
-from cv.data import code_cache, pipeline, walks
-from cv.lib import loop, optim, visualize
+from cv.data import pipeline, walks
+from cv.codec import code_cache
+from cv.lib import loop, optim
+from cv.trainers import _images
 from cv.lib.errors import ConfigError
 from cv.lib.train_state import TrainState
 from cv.models import past_future as pf
@@ -251,7 +253,7 @@ def make_task(config: mlc.ConfigDict, data: Data, model: pf.PastFuture,
                    num_walks=float(len(data.eval_walks)), num_queries=float(correct.size))
     for j, a in enumerate(by_position):
       scalars[f"accuracy_at_{j}"] = float(a)
-    image = visualize.curve_image(by_position, y_range=(0.0, 1.0), reference=0.5,
+    image = _images.curve_image(by_position, y_range=(0.0, 1.0), reference=0.5,
                                   title="accuracy vs position in the walk")
     return scalars, {"accuracy_by_position": image[None]}
 

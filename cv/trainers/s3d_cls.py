@@ -3,7 +3,7 @@
 The project's headline (paper §3.3, §4.3, Tables 2, 4, 6): the same standard network learns
 from the neural codes of a video instead of its pixels. `config.input` picks what it sees:
   codes  integer codes from code shards (encoded once from `config.data` by `config.codec` and
-         cached, see `cv.data.code_cache`), embedded with the codec's frozen codebooks
+         cached, see `cv.codec.code_cache`), embedded with the codec's frozen codebooks
          (`config.codes.embed = "codec"`) or with embeddings learned here ("learned"); the S3D
          stem skips the strides the codec already applied, so inner shapes match the RGB model;
   rgb    decoded video frames (the baseline);
@@ -25,8 +25,10 @@ import optax
 
 from cv.augment.latent import LatentAugmenter
 from cv.codec.neural import NeuralCodec
-from cv.data import code_cache, code_clips, code_shards, datasets, pipeline
-from cv.lib import distributed, loop, metrics, optim, visualize
+from cv.data import code_clips, code_shards, datasets, pipeline
+from cv.codec import code_cache
+from cv.lib import distributed, loop, metrics, optim
+from cv.trainers import _images
 from cv.lib.errors import ConfigError
 from cv.lib.train_state import TrainState
 from cv.models.code_input import CodeEmbed
@@ -48,7 +50,9 @@ def build_model(config: mlc.ConfigDict, num_classes: int, codec: NeuralCodec | N
              gating=m.gating, temporal_pool=temporal_pool, mixed_blocks=_mixed_blocks(m))
 
 
-def _mixed_blocks(m: mlc.ConfigDict) -> tuple[str, ...]:
+def _mixed_blocks(m: mlc.ConfigDict) -> tuple[str, ...] | None:
+  if not m.mixed_blocks:
+    return None  # all nine
   try:
     return check_mixed_blocks(m.mixed_blocks)
   except ValueError as e:
@@ -277,7 +281,7 @@ def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable
     out["num_videos"] = float(seen.sum())
     out["views"] = float(len(views) * (1 if latent_views is None else len(latent_views)))
     cm = metrics.confusion_matrix(labels[seen], probs.argmax(-1), num_classes)
-    return out, {"confusion_matrix": visualize.confusion_image(cm)[None]}
+    return out, {"confusion_matrix": _images.confusion_image(cm)[None]}
 
   return loop.Task(init=init, train_step=train_step, evaluate=evaluate,
                    make_train_iter=lambda: pipeline.config_train_iterator(

@@ -19,7 +19,8 @@ import optax
 from absl import logging
 
 from cv.data import datasets, pipeline
-from cv.lib import distributed, loop, metrics, optim, rate
+from cv.lib import distributed, loop, metrics, optim
+from cv.codec import pictures, rate
 from cv.lib.train_state import TrainState
 from cv.models.vqvae import VQVAE
 
@@ -118,7 +119,10 @@ def make_task(config: mlc.ConfigDict, model: VQVAE, train_records: list[dict],
       c = c.sum(0)
       counts = c if counts is None else counts + c  # padded repeats barely change usage stats
       if not images:
-        images["reconstructions"] = reconstruction_grid(batch["video"], recon, config.num_images)
+        images["reconstructions"] = np.stack([
+            pictures.reconstruction_grid(v, (np.clip(r, 0, 1) * 255 + 0.5).astype(np.uint8))
+            for v, r in zip(np.asarray(batch["video"][:config.num_images]),
+                            np.asarray(recon[:config.num_images]))])
     out = means.result()
     out.update({f"codebook_{k}": float(v) for k, v in metrics.stats_from_counts(counts).items()})
     out.update(rates)
@@ -129,20 +133,6 @@ def make_task(config: mlc.ConfigDict, model: VQVAE, train_records: list[dict],
                    make_train_iter=lambda: pipeline.config_train_iterator(train_records, load,
                                                                           config),
                    data_stats=lambda: {"skipped_videos": load.num_skipped}, schedule=schedule)
-
-
-def reconstruction_grid(videos: np.ndarray, recon: np.ndarray, n: int, max_frames: int = 8) -> np.ndarray:
-  """[n, 2H, F*W, 3] uint8: each image shows a clip's frames (top) above their reconstruction."""
-  videos = np.asarray(videos[:n])
-  recon = (np.clip(np.asarray(recon[:n]), 0, 1) * 255 + 0.5).astype(np.uint8)
-  t = videos.shape[1]
-  idx = np.linspace(0, t - 1, min(t, max_frames)).astype(int)
-  rows = []
-  for v, r in zip(videos, recon):
-    top = np.concatenate(list(v[idx]), axis=1)
-    bottom = np.concatenate(list(r[idx]), axis=1)
-    rows.append(np.concatenate([top, bottom], axis=0))
-  return np.stack(rows)
 
 
 def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:

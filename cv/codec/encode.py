@@ -18,7 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from cv.codec.neural import NeuralCodec
-from cv.data import code_shards, framewise, transforms, video, walks
+from cv.codec.walks import encode_walk_split
+from cv.data import code_shards, framewise, transforms, video
 from cv.lib import fileio
 
 
@@ -164,7 +165,7 @@ def encode_dataset(root: str, out_dir: str, codec: NeuralCodec, spec: EncodeSpec
                      f"other formats whole (chunk_frames = 0)")
   for split, rep in reports.items():
     if spec.chunk_frames:
-      res = walks.encode_walk_split(rep.records, out_dir, split, codec, spec,
+      res = encode_walk_split(rep.records, out_dir, split, codec, spec,
                                     process_index=process_index, process_count=process_count,
                                     progress=progress)
     else:

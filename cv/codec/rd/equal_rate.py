@@ -13,9 +13,9 @@ points:
 * the reference's settings that spend at least our bytes, and which of them we beat on every
   metric (higher PSNR, SSIM and MS-SSIM, lower MAE).
 
-Points are `cv.lib.classic_codecs.RDPoint`s; ours are those whose codec name starts "ours".
+Points are `cv.codec.rd.classic.RDPoint`s; ours are those whose codec name starts "ours".
 Every other codec is a reference. When several JPEG variants are measured (per-frame files or
-one stream, full size or shrunk: `cv.lib.classic_codecs.jpeg_codec_name`), a pooled reference
+one stream, full size or shrunk: `cv.codec.rd.classic.jpeg_codec_name`), a pooled reference
 "jpeg-best" is added too: at our rate, the best any variant reaches, and all their settings.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import dataclasses
 import math
 from typing import Sequence
 
-from cv.lib.classic_codecs import RDPoint
+from cv.codec.rd.classic import RDPoint
 
 METRICS = ("psnr", "ssim", "ms_ssim", "mae")
 LOWER_IS_BETTER = frozenset({"mae"})

@@ -22,8 +22,9 @@ from typing import Any
 import jax
 import ml_collections as mlc
 
+from cv.codec import encode
 from cv.codec.neural import NeuralCodec
-from cv.data import code_shards, datasets, encode
+from cv.data import code_shards, datasets
 from cv.data.sources import DatasetError
 from cv.lib.errors import ConfigError
 

@@ -1,4 +1,4 @@
-"""Compression-rate arithmetic (paper §3.2 / App. E.2; DESIGN §7).
+"""Compression-rate arithmetic (paper §3.2 / App. E.2; docs/design.md, Models).
 
 Nominal CR = bits of the uint8 RGB clip / bits of its code tensor at ceil(log2 N) bits per index
 = 24·(T/T')·(H/H')·(W/W') / (K·log2 N). Computed from the *real* code tensor shape.
