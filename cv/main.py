@@ -103,6 +103,13 @@ def main(argv: list[str]) -> None:
     _train(multiprocess)
   except SystemExit:
     raise
+  except KeyboardInterrupt as e:  # a second Ctrl-C (the first one saves and exits with status 0)
+    from cv.lib import distributed
+    message = f"{e or 'interrupted'}; the newest finished checkpoint is kept"
+    if multiprocess:
+      distributed.abort_peers_fast(message, code=130)
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(130)
   except BaseException as e:  # noqa: BLE001 - see below
     if not multiprocess:
       raise

@@ -165,21 +165,21 @@ def test_sample_params_custom_ranges_and_errors():
     ops.sample_params(key, "crop", 2, crop_area=(0.0, 1.0))
 
 
-def test_test_views():
-  assert ops.test_views("crop").shape == (3, 4)
-  assert ops.test_views("flip").shape == (2, 1)
-  assert ops.test_views("crop_flip").shape == (6, 5)
-  assert ops.test_views("crop_flip", flips=False).shape == (3, 5)
-  assert ops.test_views("crop_flip", num_crops=1).shape == (2, 5)
+def test_eval_views():
+  assert ops.eval_views("crop").shape == (3, 4)
+  assert ops.eval_views("flip").shape == (2, 1)
+  assert ops.eval_views("crop_flip").shape == (6, 5)
+  assert ops.eval_views("crop_flip", flips=False).shape == (3, 5)
+  assert ops.eval_views("crop_flip", num_crops=1).shape == (2, 5)
   for name in ("brightness", "saturation", "rotation"):
-    np.testing.assert_array_equal(ops.test_views(name), ops.identity_params(name, 1))
-  v = np.asarray(ops.test_views("crop_flip"))
+    np.testing.assert_array_equal(ops.eval_views(name), ops.identity_params(name, 1))
+  v = np.asarray(ops.eval_views("crop_flip"))
   np.testing.assert_array_equal(v[:, 4], [0, 1, 0, 1, 0, 1])
   np.testing.assert_allclose(v[::2, 1], [0.0, 0.1, 0.2], atol=1e-6)  # spaced along x
   np.testing.assert_allclose(v[:, 0], 0.1, atol=1e-6)  # centred in y
   np.testing.assert_allclose(v[:, 2:4], 0.8, atol=1e-6)
   # Landscape frames: full-height squares spaced along the width.
-  wide = np.asarray(ops.test_views("crop", crop_scale=1.0, frame_hw=(100, 200)))
+  wide = np.asarray(ops.eval_views("crop", crop_scale=1.0, frame_hw=(100, 200)))
   np.testing.assert_allclose(wide, [[0, 0, 1, 0.5], [0, 0.25, 1, 0.5], [0, 0.5, 1, 0.5]],
                              atol=1e-6)
   # Views are valid parameters.

@@ -114,7 +114,7 @@ def test_codec_figure_writes_json(tmp_path):
 
 
 def test_cli_lists_every_figure():
-  assert set(FIGURES) == {"codec", "loader", "step", "augment", "memory"}
+  assert set(FIGURES) == {"codec", "loader", "step", "augment", "memory", "cost"}
   result = subprocess.run([sys.executable, BENCH, "--help"], env=main_env(), capture_output=True,
                           text=True, timeout=120)
   assert result.returncode == 0, result.stderr

@@ -98,8 +98,30 @@ def test_classification_scores_and_confusion():
   assert s["loss"] == pytest.approx(-np.mean(np.log([0.7, 0.3, 0.5, 0.35])))
   cm = metrics.confusion_matrix(labels, probs.argmax(-1), 3)
   assert cm.tolist() == [[1, 0, 0], [1, 1, 1], [0, 0, 0]]
-  img = _images.confusion_image(cm, cell=4)
-  assert img.shape == (12, 12, 3) and img.dtype == np.uint8
-  assert img[0, 0].tolist() == [255, 255, 255] and img[0, 5].tolist() == [0, 0, 0]
   with pytest.raises(ValueError, match="classification_scores"):
     metrics.classification_scores(np.zeros((0, 3)), np.zeros((0,)))
+
+
+def test_confusion_image_draws_names_counts_and_the_most_confused_classes():
+  cm = np.array([[4, 0, 0], [1, 2, 1], [0, 0, 0]])
+  names = ["pan left", "zoom in", "rotate"]
+  img = _images.confusion_image(cm, names)
+  assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+  assert 150 < img.shape[0] < 600 and 150 < img.shape[1] < 800
+  # The perfectly classified row is drawn in the darkest colour of the map, empty cells in white.
+  darkest = np.all(np.abs(img.astype(int) - [8, 48, 107]) < 12, axis=-1)
+  assert darkest.sum() > 500
+  # Class names and counts are drawn: other names, or the same fractions with doubled counts,
+  # change the picture below the title line.
+  other = _images.confusion_image(cm, ["a", "b", "c"])
+  assert other.shape != img.shape or (other != img).any()
+  doubled = _images.confusion_image(cm * 2, names)
+  assert doubled.shape == img.shape and (doubled[40:] != img[40:]).any()
+  # Many classes: only those involved in the most errors are drawn, so the picture stays small.
+  big = np.diag(np.full(100, 5))
+  big[10, 20] = big[30, 10] = big[50, 51] = 3
+  assert _images.most_confused(big, 4).tolist() == [10, 20, 30, 50]
+  img = _images.confusion_image(big, [f"class {i}" for i in range(100)], max_classes=4)
+  assert img.shape[0] < 600
+  with pytest.raises(ValueError, match=r"\[2, 2\] matrix for 2 class names"):
+    _images.confusion_image(cm, names[:2])

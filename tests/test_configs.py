@@ -30,13 +30,24 @@ def test_parse_arg_errors_name_the_argument(bad, msg):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_every_config_builds_with_smoke(name):
+def test_every_config_builds_with_smoke_and_paper(name):
   mod = importlib.import_module(f"cv.configs.{name}")
   assert "python -m cv.main --config=" in mod.__doc__, "docstring must give the launch command"
-  for arg in (None, "smoke"):
+  for arg in (None, "smoke", "paper", "paper,smoke"):
     c = mod.get_config(arg)
     assert c.trainer
     assert importlib.import_module(f"cv.trainers.{c.trainer}").train_and_evaluate
+
+
+@pytest.mark.parametrize("cr", sorted(k600_vq.RATES))
+def test_vq_paper_rates_keep_the_nominal_rate(cr):
+  """`cr=<rate>,paper` widens the codec but stores the same code tensor."""
+  from cv.trainers import vq_codec
+  paper = vq_codec.rate_report(vq_codec.build_model(k600_vq.get_config(f"cr={cr},paper")),
+                               (32, 256, 256, 3))
+  demo = vq_codec.rate_report(vq_codec.build_model(k600_vq.get_config(f"cr={cr}")),
+                              (32, 256, 256, 3))
+  assert paper["nominal_cr"] == demo["nominal_cr"]
 
 
 @pytest.mark.parametrize("cr", sorted(k600_vq.RATES))

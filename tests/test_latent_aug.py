@@ -100,9 +100,14 @@ def test_pixel_loss_against_the_codec_rendering_trains_and_bad_target_is_named()
     latent_aug.make_task(config, codec, [], [])
 
 
-def test_unknown_augmentation_lists_the_choices():
-  with pytest.raises(ValueError, match="choose one of"):
-    k600_latent_aug.get_config("aug=zoom")
+def test_unknown_augmentation_lists_the_choices(tmp_path):
+  """The name is validated once, by the trainer, before anything is loaded or written."""
+  from cv.lib.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from cv.trainers import latent_aug  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ConfigError, match=r"config.aug.name: unknown augmentation spec 'zoom'; "
+                                        r"known specs: \['brightness'"):
+    latent_aug.train_and_evaluate(k600_latent_aug.get_config("aug=zoom,smoke"), str(tmp_path))
+  assert not list(tmp_path.iterdir())
 
 
 def test_warp_grid_moves_latents_like_pixels_and_skips_colour():

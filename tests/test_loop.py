@@ -1,8 +1,10 @@
-"""Loop machinery with a tiny task: NaN guard keeps the last good checkpoint; metrics.json."""
+"""Loop machinery with a tiny task: NaN guard keeps the last good checkpoint; metrics.json; resume
+at the checkpointed step with the same end state as an uninterrupted run."""
 from __future__ import annotations
 
 import json
 import os
+import re
 
 import grain
 import jax
@@ -45,8 +47,7 @@ def _task(nan_from_step: int | None) -> loop.Task:
 
 
 def _config(total=10):
-  c = common.base_config("test", smoke=True)
-  c.total_steps, c.log_every, c.ckpt_every, c.eval_every = total, 1, 2, 0
+  c = common.base_config("test", total_steps=total, log_every=1, ckpt_every=2, eval_every=0)
   c.batch_size = 4
   return c
 
@@ -61,16 +62,33 @@ def test_nan_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_path):
   assert not os.path.exists(os.path.join(wd, "metrics.json"))
 
 
-def test_run_writes_metrics_and_resumes(tmp_path):
-  wd = str(tmp_path)
+def test_run_writes_metrics_and_resumes_where_it_stopped(tmp_path, capsys):
+  ref = str(tmp_path / "uninterrupted")
+  want = loop.run(_config(total=8), ref, _task(None))
+  capsys.readouterr()
+  wd = str(tmp_path / "resumed")
   final = loop.run(_config(total=6), wd, _task(None))
   m = json.load(open(os.path.join(wd, "metrics.json")))
   assert m["step"] == 6 and m["eval/w_sum"] == pytest.approx(final["eval/w_sum"])
   assert np.isfinite(m["train/loss"])
-  # Continuing to more steps resumes at 6, not from scratch.
+  first = capsys.readouterr().out
+  assert "step 1/6" in first and "Resuming" not in first
+  # Continuing to more steps restores step 6 (state and data position) and trains only 7 and 8.
   final2 = loop.run(_config(total=8), wd, _task(None))
+  out = capsys.readouterr().out
+  assert "Resuming from checkpoint step 6" in out and "training steps 6 -> 8" in out
+  steps = [int(x) for x in re.findall(r"^step (\d+)/8 ", out, re.M)]
+  assert steps == [7, 8], out
   assert final2["step"] == 8
   assert helpers.finished_steps(os.path.join(wd, "checkpoints"))[-1] == 8
+  # ... and ends exactly where the uninterrupted run did (a fresh start would have printed steps
+  # 1-6 above; a resume with the data stream rewound would end elsewhere: each step sees other
+  # inputs).
+  assert final2["train/loss"] == want["train/loss"]
+  a = helpers.load_state(os.path.join(ref, "checkpoints"), 8)
+  b = helpers.load_state(os.path.join(wd, "checkpoints"), 8)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
 
 
 def test_checkpoint_of_small_replicated_arrays_compiles_nothing(tmp_path, caplog):

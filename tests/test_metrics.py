@@ -1,12 +1,6 @@
 """Tests for cv.lib.metrics: reference agreement (skimage/numpy), properties, shapes under jit."""
 from __future__ import annotations
 
-import functools
-import os
-import sys
-
-# Make the repo root importable when pytest runs without a root conftest/pythonpath setting.
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -212,17 +206,22 @@ def test_ms_ssim_anticorrelated_is_finite_nonnegative():
 # ---------------------------------------------------------------------------- codebooks
 
 
+def _codebook_stats(codes, n):
+  """Usage and perplexity of `codes` as the vq_codec evaluation computes them."""
+  return metrics.stats_from_counts(metrics.code_counts(codes, n))
+
+
 def test_codebook_uniform_usage():
   n = 8
   codes = np.stack([np.tile(np.arange(n), 3), np.tile(np.arange(n)[::-1], 3)], -1)  # [24, 2]
-  stats = metrics.codebook_stats(codes, n)
+  stats = _codebook_stats(codes, n)
   assert float(stats["perplexity"]) == pytest.approx(n, rel=1e-5)
   assert float(stats["usage"]) == pytest.approx(1.0)
 
 
 def test_codebook_single_code():
   codes = np.full((2, 5, 3), 4, np.int32)  # leading axes flattened, K=3
-  stats = metrics.codebook_stats(codes, 16)
+  stats = _codebook_stats(codes, 16)
   assert float(stats["perplexity"]) == pytest.approx(1.0, rel=1e-6)
   assert float(stats["usage"]) == pytest.approx(1 / 16)
 
@@ -230,7 +229,7 @@ def test_codebook_single_code():
 def test_codebook_half_entries_uniform():
   n = 16
   codes = np.tile(np.arange(0, n, 2), 4)[:, None]  # even entries only, each used 4 times
-  stats = metrics.codebook_stats(codes, n)
+  stats = _codebook_stats(codes, n)
   assert float(stats["perplexity"]) == pytest.approx(n / 2, rel=1e-5)
   assert float(stats["usage"]) == pytest.approx(0.5)
 
@@ -238,7 +237,7 @@ def test_codebook_half_entries_uniform():
 def test_codebook_stats_average_over_codebooks_and_nonuniform():
   # Codebook 0 uses entries with counts [3, 1, 0, 0]; codebook 1 uses all 4 once.
   codes = np.array([[0, 0], [0, 1], [0, 2], [1, 3]])
-  stats = metrics.codebook_stats(codes, 4)
+  stats = _codebook_stats(codes, 4)
   p = np.array([0.75, 0.25])
   want_ppl = (np.exp(-(p * np.log(p)).sum()) + 4.0) / 2
   assert float(stats["perplexity"]) == pytest.approx(want_ppl, rel=1e-5)
@@ -257,11 +256,11 @@ def test_code_counts_and_stats_from_counts_agree_with_accumulation():
       np.asarray(counts)[1], np.bincount(np.concatenate([batch1, batch2])[..., 1].ravel(),
                                          minlength=n))
   accumulated = metrics.stats_from_counts(counts)
-  direct = metrics.codebook_stats(np.concatenate([batch1, batch2]), n)
+  direct = _codebook_stats(np.concatenate([batch1, batch2]), n)
   for key in ("usage", "perplexity"):
     assert float(accumulated[key]) == pytest.approx(float(direct[key]), rel=1e-6)
   # One batch alone gives different statistics, so the agreement above is informative.
-  assert float(metrics.codebook_stats(batch1, n)["perplexity"]) != pytest.approx(
+  assert float(_codebook_stats(batch1, n)["perplexity"]) != pytest.approx(
       float(direct["perplexity"]), rel=1e-3)
 
 
@@ -323,8 +322,8 @@ def test_ssim_video_value_is_frame_mean():
 def test_codebook_and_accuracy_jit():
   rng = np.random.default_rng(1)
   codes = jnp.asarray(rng.integers(0, 16, size=(2, 4, 8, 8, 2)))
-  stats = jax.jit(functools.partial(metrics.codebook_stats, num_entries=16))(codes)
-  eager = metrics.codebook_stats(codes, 16)
+  stats = jax.jit(lambda c: metrics.stats_from_counts(metrics.code_counts(c, 16)))(codes)
+  eager = _codebook_stats(codes, 16)
   for key in ("usage", "perplexity"):
     assert stats[key].shape == ()
     assert float(stats[key]) == pytest.approx(float(eager[key]), rel=1e-6)

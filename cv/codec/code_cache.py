@@ -22,9 +22,9 @@ from typing import Any
 import jax
 import ml_collections as mlc
 
-from cv.codec import encode
+from cv.codec import dm_import, encode
 from cv.codec.neural import NeuralCodec
-from cv.data import code_shards, datasets
+from cv.data import code_shards, datasets, dm_tfrecords
 from cv.data.sources import DatasetError
 from cv.lib.errors import ConfigError
 
@@ -68,10 +68,11 @@ def encode_spec(data: mlc.ConfigDict, codes: mlc.ConfigDict | None = None,
 
 
 def _default_root(dataset_root: str, data: mlc.ConfigDict, codec: NeuralCodec,
-                  spec: encode.EncodeSpec) -> str:
+                  spec: encode.EncodeSpec | None) -> str:
   key = json.dumps(dict(root=os.path.abspath(dataset_root), format=data.format,
                         codec=codec.codec_id, config=codec.config_hash,
-                        spec=dataclasses.asdict(spec), splits=[data.train_split, data.eval_split]),
+                        spec=dataclasses.asdict(spec) if spec else None,
+                        splits=[data.train_split, data.eval_split]),
                    sort_keys=True)
   digest = hashlib.sha1(key.encode()).hexdigest()[:12]
   name = os.path.basename(os.path.normpath(dataset_root)) or "dataset"
@@ -116,9 +117,14 @@ def _exclusive(root: str):
 
 def ensure_codes(config: mlc.ConfigDict, codec: NeuralCodec, codec_path: str
                  ) -> tuple[str, dict[str, Any]]:
-  """(shard folder, manifest) for `config.data` encoded by `codec`; encodes them if missing."""
+  """(shard folder, manifest) for `config.data` encoded by `codec`; encodes them if missing.
+
+  `config.data.format='dm_k600'` (DeepMind's compressed Kinetics-600 under `config.data.root`)
+  is converted instead of encoded: their TFRecords become shards, each record checked against
+  the codec (`cv.codec.dm_import.convert_tfrecords`)."""
   data, codes = config.data, config.codes
-  spec = encode_spec(data, codes, codec.temporal_factor)
+  released = data.format == dm_import.DM_FORMAT
+  spec = None if released else encode_spec(data, codes, codec.temporal_factor)
   dataset_root = datasets.resolve_root(data)
   root = os.path.expanduser(codes.root) if codes.root else _default_root(dataset_root, data,
                                                                            codec, spec)
@@ -131,7 +137,15 @@ def ensure_codes(config: mlc.ConfigDict, codec: NeuralCodec, codec_path: str
     # Separate runs (not processes of one run, which split the shards) that share the cache
     # take turns: the second finds the first's shards finished.
     with _exclusive(root) if jax.process_count() == 1 else contextlib.nullcontext():
-      if needed():
+      if needed() and released:
+        print(f"codes: converting DeepMind's TFRecords in {dataset_root} for codec "
+              f"{codec.codec_id} into {root} (once; later runs reuse it)", flush=True)
+        dm_import.convert_tfrecords(
+            dm_tfrecords.split_files(dataset_root, (data.train_split, data.eval_split)), root,
+            codec, codec_path=codec_path, mapping=dm_import.find_mapping(dataset_root),
+            num_shards=codes.num_shards, process_index=jax.process_index(),
+            process_count=jax.process_count(), progress=jax.process_index() == 0)
+      elif needed():
         print(f"codes: encoding {dataset_root} with codec {codec.codec_id} into {root} (once; "
               f"later runs reuse it)", flush=True)
         encode.encode_dataset(dataset_root, root, codec, spec, codec_path=codec_path,
@@ -142,7 +156,8 @@ def ensure_codes(config: mlc.ConfigDict, codec: NeuralCodec, codec_path: str
     _wait_for_manifest(root)
   manifest = code_shards.load_manifest(root)
   code_shards.check_codec(manifest, codec.codec_id, codec.config_hash, root)
-  _check_spec(manifest, spec, root)
+  if spec is not None:
+    _check_spec(manifest, spec, root)
   for split in (data.train_split, data.eval_split):
     code_shards.shard_paths(root, split, manifest)  # a missing shard is named here, before training
   return root, manifest

@@ -342,9 +342,3 @@ def read_cvz(path: str) -> tuple[CvzHeader, Iterator[bytes]]:
   path = os.fspath(path)
   layout = _scan(path)
   return layout.header, _iter_chunks(path, layout)
-
-
-def overhead_bytes(path: str) -> int:
-  """File size minus payload bytes: magic, header, chunk framing and trailer (verifies the file)."""
-  layout = _scan(os.fspath(path))
-  return layout.size - sum(n for _, n in layout.chunks)

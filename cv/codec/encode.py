@@ -5,6 +5,11 @@ Work is split into shards (`records[i::num_shards]`), and shards are split over 
 re-running skips finished shards, so a killed job resumes without duplicating or losing records.
 Each shard and summary is written atomically. The manifest is written once every shard of every
 split is finished (by whichever process finishes last; writing it twice gives the same file).
+
+SIGTERM or Ctrl-C abandons the shard being written (its temporary file is removed; the next run
+makes it again) and exits with status 0 (`errors.Preempted`); a write that fails (full disk)
+raises `WriteError` naming the shard. Every encoding ends with a summary of the videos it
+skipped (`skipped_summary`): count, reasons, the first files of each, where the full list is.
 """
 from __future__ import annotations
 
@@ -19,8 +24,13 @@ from tqdm import tqdm
 
 from cv.codec.neural import NeuralCodec
 from cv.codec.walks import encode_walk_split
-from cv.data import code_shards, framewise, transforms, video
-from cv.lib import fileio
+from cv.data import code_shards, framewise, sources, transforms, video
+from cv.lib import fileio, preemption
+from cv.lib.errors import Preempted
+
+
+class _Stopped(Exception):
+  """Internal: a stop request seen between two videos; abandons the shard being written."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +65,11 @@ def load_frames(path: str, spec: EncodeSpec, grid: int) -> tuple[np.ndarray, flo
 
 
 def _examples(records: Sequence[dict], codec: NeuralCodec, spec: EncodeSpec, root: str,
-              bad: list, bar: tqdm) -> Iterator[dict[str, Any]]:
+              bad: list, bar: tqdm, stop: preemption.StopRequest | None = None
+              ) -> Iterator[dict[str, Any]]:
   for r in records:
+    if stop is not None and stop.requested:
+      raise _Stopped()
     try:
       frames, fps = load_frames(r["path"], spec, codec.spatial_factor)
     except video.VideoError as e:
@@ -88,8 +101,11 @@ def _examples(records: Sequence[dict], codec: NeuralCodec, spec: EncodeSpec, roo
 
 def encode_split(records: Sequence[dict], out_dir: str, split: str, codec: NeuralCodec,
                  spec: EncodeSpec, *, root: str, num_shards: int, process_index: int = 0,
-                 process_count: int = 1, progress: bool = True) -> dict[str, int]:
-  """Encodes this process's unfinished shards of one split. Returns counts (done, skipped)."""
+                 process_count: int = 1, progress: bool = True,
+                 stop: preemption.StopRequest | None = None) -> dict[str, int]:
+  """Encodes this process's unfinished shards of one split. Returns counts (done, skipped).
+
+  With `stop`, a stop request abandons the shard being written and raises `Preempted`."""
   num_shards = max(1, min(num_shards, len(records)))
   mine = [i for i in range(num_shards) if i % process_count == process_index]
   todo = [i for i in mine if not code_shards.finished(
@@ -103,11 +119,22 @@ def encode_split(records: Sequence[dict], out_dir: str, split: str, codec: Neura
   total = sum(len(records[i::num_shards]) for i in todo)
   bar = tqdm(total=total, unit="clip", desc=f"encode {split}", disable=not progress)
   t0 = time.monotonic()
-  for i in todo:
+  for k, i in enumerate(todo):
     name = code_shards.shard_name(split, i, num_shards)
     path = os.path.join(out_dir, name)
     bad: list = []
-    n = code_shards.write_shard(path, _examples(records[i::num_shards], codec, spec, root, bad, bar))
+    try:
+      n = code_shards.write_shard(path, _examples(records[i::num_shards], codec, spec, root, bad,
+                                                  bar, stop))
+    except _Stopped:
+      bar.close()
+      kept = skipped + k
+      message = (f"{stop.requested}: stopped encoding; shard {name} abandoned (its temporary "
+                 f"file removed; the next run makes it again), {kept} of this process's "
+                 f"{len(mine)} {split} shards finished and kept in {out_dir}. Re-run the same "
+                 f"command to resume.")
+      print(message, flush=True)
+      raise Preempted(message) from None
     fileio.write_json(path + ".json", dict(shard=name, split=split, num_records=n, bad=bad,
                                            seconds=round(time.monotonic() - t0, 2)))
   bar.close()
@@ -163,16 +190,71 @@ def encode_dataset(root: str, out_dir: str, codec: NeuralCodec, spec: EncodeSpec
     raise ValueError(f"encode_dataset: format {data_format!r} with chunk_frames="
                      f"{spec.chunk_frames}; long walks are encoded in chunks (chunk_frames > 0), "
                      f"other formats whole (chunk_frames = 0)")
-  for split, rep in reports.items():
-    if spec.chunk_frames:
-      res = encode_walk_split(rep.records, out_dir, split, codec, spec,
-                                    process_index=process_index, process_count=process_count,
-                                    progress=progress)
-    else:
-      res = encode_split(rep.records, out_dir, split, codec, spec, root=root,
-                         num_shards=num_shards, process_index=process_index,
-                         process_count=process_count, progress=progress)
-    done[split] = dict(num_shards=res["num_shards"], class_names=rep.class_names,
-                       problems=rep.problems)
+  stop = preemption.StopRequest(sync=False, notice="abandoning the shard being written (finished "
+                                "shards are kept) and exiting")
+  with stop:
+    for split, rep in reports.items():
+      if spec.chunk_frames:
+        res = encode_walk_split(rep.records, out_dir, split, codec, spec,
+                                process_index=process_index, process_count=process_count,
+                                progress=progress, stop=stop)
+      else:
+        res = encode_split(rep.records, out_dir, split, codec, spec, root=root,
+                           num_shards=num_shards, process_index=process_index,
+                           process_count=process_count, progress=progress, stop=stop)
+      done[split] = dict(num_shards=res["num_shards"], class_names=rep.class_names,
+                         problems=rep.problems)
   source = dict(root=os.path.abspath(root), format=data_format)
-  return write_manifest_if_complete(out_dir, done, codec, codec_path, spec, source)
+  path = write_manifest_if_complete(out_dir, done, codec, codec_path, spec, source)
+  print(skipped_summary(out_dir, done, root=root), flush=True)
+  return path
+
+
+def _skipped(out_dir: str, splits: dict[str, dict]) -> tuple[dict[str, list], int, bool]:
+  """({split: [(path, reason)]}, videos looked at, complete) from the manifest when it exists,
+  else from the source problems and the finished shard summaries (this process's so far)."""
+  manifest_path = os.path.join(out_dir, code_shards.MANIFEST)
+  if os.path.exists(manifest_path):
+    m = code_shards.load_manifest(out_dir)["splits"]
+    return ({s: [tuple(b) for b in m[s]["bad"]] for s in splits if s in m},
+            sum(m[s]["num_records"] + len(m[s]["bad"]) for s in splits if s in m), True)
+  bad: dict[str, list] = {}
+  seen = 0
+  for split, s in splits.items():
+    bad[split] = [tuple(p) for p in s.get("problems", [])]
+    seen += len(bad[split])
+    for i in range(s["num_shards"]):
+      p = os.path.join(out_dir, code_shards.shard_name(split, i, s["num_shards"]) + ".json")
+      if os.path.exists(p):
+        with open(p) as f:
+          summary = json.load(f)
+        bad[split] += [tuple(b) for b in summary["bad"]]
+        seen += summary["num_records"] + len(summary["bad"])
+  return bad, seen, False
+
+
+def skipped_summary(out_dir: str, splits: dict[str, dict], *, root: str = "", files: int = 3
+                    ) -> str:
+  """A few lines about the videos an encoding skipped: how many, grouped by reason (most common
+  first) with the first `files` files of each, and where the full list with every reason is."""
+  bad, seen, complete = _skipped(out_dir, splits)
+  total = sum(len(b) for b in bad.values())
+  where = (os.path.join(out_dir, code_shards.MANIFEST) if complete else
+           f"the *.array_record.json shard summaries in {out_dir} (the manifest once every "
+           f"process has finished)")
+  per_split = ", ".join(f"{s}: {len(b)}" for s, b in bad.items())
+  if not total:
+    return f"encoding summary: no video skipped ({seen} looked at; {per_split})"
+  lines = [f"encoding summary: skipped {total} of {seen} videos ({per_split}):"]
+  groups: dict[str, list[tuple[str, str]]] = {}
+  for items in bad.values():
+    for path, reason in items:
+      groups.setdefault(sources.reason_kind(reason), []).append((path, reason))
+  for group in sorted(groups.values(), key=len, reverse=True):
+    shown = [os.path.relpath(p, root) if root and os.path.isabs(p) and
+             p.startswith(os.path.abspath(root)) else p for p, _ in group[:files]]
+    more = f" and {len(group) - files} more" if len(group) > files else ""
+    lines.append(f"  {sources.reason_head(group[0][1])} ({len(group)}): "
+                 f"{', '.join(shown)}{more}")
+  lines.append(f"  every skipped file with its reason and fix: {where} (\"bad\" of each split)")
+  return "\n".join(lines)

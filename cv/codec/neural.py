@@ -25,6 +25,7 @@ import numpy as np
 from cv.lib import checkpoint, fileio
 
 from cv.codec import rate
+from cv.models import dm_codec
 from cv.models.vqvae import VQVAE
 
 FORMAT_VERSION = 1
@@ -42,7 +43,8 @@ def _canonical(obj: Any) -> str:
 
 @dataclasses.dataclass
 class NeuralCodec:
-  """A frozen VQ-VAE with its variables. `model_config` are the `VQVAE` constructor arguments."""
+  """A frozen VQ-VAE with its variables. `model_config` are the `VQVAE` constructor arguments
+  (or, with "arch": "dm", those of DeepMind's codec `cv.models.dm_codec.DMCodec`)."""
   model_config: dict
   params: Any
   vq: Any
@@ -51,10 +53,18 @@ class NeuralCodec:
 
   def __post_init__(self):
     cfg = dict(self.model_config)
-    cfg["channels"] = tuple(cfg["channels"])
-    self.model = VQVAE(**cfg)
-    self._encode = jax.jit(lambda v, x: self.model.apply(v, x, method=VQVAE.encode)["codes"])
-    self._decode = jax.jit(lambda v, c: self.model.apply(v, c, method=VQVAE.decode_codes))
+    # `arch` selects the network: this project's VQVAE (default), or DeepMind's released codec
+    # converted by tools/import_dm.py ("dm", cv.models.dm_codec).
+    arch = cfg.pop("arch", "vqvae")
+    if arch == "dm":
+      self.model = dm_codec.build(cfg)
+    elif arch == "vqvae":
+      cfg["channels"] = tuple(cfg["channels"])
+      self.model = VQVAE(**cfg)
+    else:
+      raise CodecError(f"codec arch {arch!r} is not known ('vqvae' or 'dm'); update cv")
+    self._encode = jax.jit(lambda v, x: self.model.apply(v, x, method="encode")["codes"])
+    self._decode = jax.jit(lambda v, c: self.model.apply(v, c, method="decode_codes"))
 
   # ----------------------------------------------------------------------------- identity
   @property
@@ -108,10 +118,14 @@ class NeuralCodec:
 
   @property
   def spatial_factor(self) -> int:
+    if isinstance(self.model, dm_codec.DMCodec):
+      return self.model.spatial_factor
     return int(self.model.patch) * 2 ** (len(self.model.channels) - 1)
 
   @property
   def temporal_factor(self) -> int:
+    if isinstance(self.model, dm_codec.DMCodec):
+      return self.model.temporal_factor
     return int(self.model.temporal_patch)
 
   def code_shape(self, t: int, h: int, w: int, levels: int | None = None

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from cv.data import code_shards, video
 from cv.data.walks import iter_chunk_frames
 from cv.lib import fileio
+from cv.lib.errors import Preempted
 
 
 def _num_chunks(path: str, spec: Any) -> int:
@@ -27,13 +28,19 @@ def _num_chunks(path: str, spec: Any) -> int:
     return 0
 
 
-def _walk_records(record: dict, walk: int, codec: Any, spec: Any, bar: tqdm
+class Stopped(Exception):
+  """A stop request seen between two chunks: abandons the walk's shard (see `encode_walk_split`)."""
+
+
+def _walk_records(record: dict, walk: int, codec: Any, spec: Any, bar: tqdm, stop: Any = None
                   ) -> Iterator[dict[str, Any]]:
   info = video.probe(record["path"])
   rate = info.fps / spec.stride
   dtype = np.uint8 if codec.bits <= 8 else np.uint16
   for i, frames in enumerate(iter_chunk_frames(record["path"], spec.chunk_frames, spec.stride,
                                                spec.short_side, codec.spatial_factor)):
+    if stop is not None and stop.requested:
+      raise Stopped()
     bar.update(1)
     yield dict(codes=codec.encode(frames).astype(dtype), walk=walk,
                video_id=record["video_id"], chunk=i, time_start=i * spec.chunk_frames / rate,
@@ -42,8 +49,11 @@ def _walk_records(record: dict, walk: int, codec: Any, spec: Any, bar: tqdm
 
 def encode_walk_split(records: Sequence[dict], out_dir: str, split: str, codec: Any, spec: Any,
                       *, process_index: int = 0, process_count: int = 1,
-                      progress: bool = True) -> dict[str, int]:
-  """Encodes this process's unfinished walks of one split (one shard per walk); resumable."""
+                      progress: bool = True, stop: Any = None) -> dict[str, int]:
+  """Encodes this process's unfinished walks of one split (one shard per walk); resumable.
+
+  With `stop` (a `cv.lib.preemption.StopRequest`), a stop request abandons the walk being written
+  (its temporary file is removed) and raises `Preempted`."""
   n = len(records)
   todo = [i for i in range(n) if i % process_count == process_index
           and not code_shards.finished(os.path.join(out_dir, code_shards.shard_name(split, i, n)))]
@@ -56,7 +66,14 @@ def encode_walk_split(records: Sequence[dict], out_dir: str, split: str, codec: 
     t0 = time.monotonic()
     bad: list = []
     try:
-      count = code_shards.write_shard(path, _walk_records(records[i], i, codec, spec, bar))
+      count = code_shards.write_shard(path, _walk_records(records[i], i, codec, spec, bar, stop))
+    except Stopped:
+      bar.close()
+      message = (f"{stop.requested}: stopped encoding; shard {name} abandoned (its temporary "
+                 f"file removed; the next run makes it again); finished shards are kept in "
+                 f"{out_dir}. Re-run the same command to resume.")
+      print(message, flush=True)
+      raise Preempted(message) from None
     except video.VideoError as e:  # a broken walk: listed, its shard left empty
       bad.append([records[i]["path"], e.reason])
       count = code_shards.write_shard(path, [])

@@ -62,6 +62,22 @@ def parse_arg(arg: str | None, **spec: Any) -> mlc.ConfigDict:
 S3D_SMOKE_BLOCKS = ("Mixed_3b", "Mixed_4b", "Mixed_5b")
 
 
+# Compute precision of the S3D and codec trainers (`config.dtype`): "float32", or "bfloat16" =
+# mixed precision (bfloat16 activations and matmuls, float32 parameters, optimizer state, losses).
+DTYPES = ("float32", "bfloat16")
+
+# What the paper states about its datasets and schedules (App. C, E.4), for the `paper` recipes.
+K600_TRAIN_CLIPS = 400_000  # "Kinetics600 has about 400k video clips for training"
+COIN_TRAIN_VIDEOS = 9_030   # COIN's official training split (11,827 videos, 2,797 for testing)
+K600_EPOCHS = 135           # "trained for 60 epochs on COIN and 135 epochs on Kinetics600"
+COIN_EPOCHS = 60
+
+
+def epochs_to_steps(epochs: int, examples: int, batch_size: int) -> int:
+  """Steps of `epochs` passes over `examples` at `batch_size` (rounded up)."""
+  return -(-epochs * examples // batch_size)
+
+
 def s3d_model_config(width: float, smoke: bool) -> mlc.ConfigDict:
   """`config.model` of the S3D-G trainers (s3d_cls, coin_framewise)."""
   return mlc.ConfigDict(dict(

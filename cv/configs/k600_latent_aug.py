@@ -6,7 +6,8 @@ Launch (demo data and the shipped demo codec when nothing is configured):
   python -m cv.main --config=cv/configs/k600_latent_aug.py:aug=flip --config.codec=workdirs/k600_vq
 Smoke size (tests): --config=cv/configs/k600_latent_aug.py:aug=flip,smoke
 
-Arguments: aug = crop | flip | brightness | saturation | rotation | crop_flip; smoke.
+Arguments: aug = crop | flip | brightness | saturation | rotation | crop_flip; paper (below);
+smoke.
 
 Target: the codec's latents of the pixel-augmented clip, E(T(x, p)) (codebook vectors of its
 codes), with an L2 loss in latent space (`loss.latent`); the pixel loss through the frozen
@@ -33,6 +34,17 @@ without; rotation 0.809 vs 0.784.
 Use the trained network in a downstream run with `--config.aug.workdir=<this workdir>` of
 cv/configs/k600_s3d.py (the API is `cv.augment.latent.LatentAugmenter`).
 
+Paper recipe (`paper`, combinable with `aug=`; docs/paper.md):
+  python -m cv.main --config=cv/configs/k600_latent_aug.py:aug=crop,paper \
+      --config.data.root=/data/kinetics600 --config.codec=workdirs/k600_vq_cr=192,paper
+32-frame 256x256 clips (latents 32x32x32 of a CR-192 codec), crop boxes of 224x224 at random
+places (paper §4.5), an MLP with three hidden layers and a two-layer transformer, Adam without
+weight decay (App. E.1.3, E.4). Our choices: widths (128, 4 heads, FFN 256: the top of the
+paper's sweeps), frame stride 2, batch 32, lr 1e-3, 100k steps ("until convergence"). Hardware:
+8 accelerators, 4 clips per device (16.7 GiB each: space attention over 1,024 cells per frame;
+docs/paper.md).
+`paper,smoke` (tests): the same code paths at 8x32x32 clips, width 32.
+
 Expected result (demo data, demo codec, 2 CPU cores, 2,000 steps: ~11 min, ~20 min for flip's
 batch of 16): against the codec's rendering of the pixel-augmented clip D(E(T(x, p))), SSIM 0.90
 for flip and brightness (measured 0.900 and 0.900), 0.93 for saturation; for crops 0.815, i.e.
@@ -49,7 +61,7 @@ from cv.configs import common
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
-  arg = common.parse_arg(arg, aug="crop", smoke=False)
+  arg = common.parse_arg(arg, aug="crop", paper=False, smoke=False)
   c = common.base_config("latent_aug", total_steps=2000, log_every=50,
                          ckpt_every=200, eval_every=400)
   # Codec file (.cvcodec) or vq_codec workdir whose latents are augmented; unset = demo codec.
@@ -83,6 +95,21 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.num_images = 3
   c.optim = mlc.ConfigDict(dict(name="adam", lr=2e-3, schedule="cosine", warmup_steps=50,
                                 final_lr_frac=0.02, grad_clip=1.0, kwargs={}))
+  if arg.paper:
+    # The paper's setting (§4.5, App. E.1.3, E.4; docs/paper.md): 32-frame 256x256 clips (crop
+    # boxes of 224 px inside them), i.e. 32x32x32 latents of a CR-192 codec; an MLP with three
+    # hidden layers and a two-layer transformer (ours: width 128, 4 heads, FFN 256, the upper
+    # ends of the paper's sweeps); Adam without weight decay "until convergence" (steps, batch,
+    # lr and the frame stride are ours). Use a paper-size codec: --config.codec=<k600_vq:paper>.
+    c.data.update(num_frames=32, stride=2, short_side=256, crop=256, num_threads=16,
+                  prefetch=16)
+    c.data.demo = dict(seed=0, num_frames=72, height=256, width=320)
+    # "We take a video of size 256x256 and randomly select a 224x224 crop": one box size.
+    c.aug.ranges.update(crop_area=((224 / 256) ** 2,) * 2, crop_aspect=(1.0, 1.0))
+    c.batch_size, c.eval_batch_size = 32, 32  # ours: 4 clips per device on 8 accelerators
+    c.optim.update(name="adam", lr=1e-3, warmup_steps=1000, final_lr_frac=0.0, kwargs={})
+    c.total_steps, c.log_every, c.ckpt_every, c.eval_every = 100_000, 100, 2000, 10000
+    c.data.max_eval_clips = 256
   if arg.smoke:
     c.model.width, c.model.mlp_hidden, c.model.num_heads = 32, 32, 2
     c.data.num_frames, c.data.short_side, c.data.crop = 4, 32, 32
@@ -93,4 +120,8 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     c.total_steps, c.log_every, c.ckpt_every, c.eval_every = 6, 2, 3, 6
     c.data.max_eval_clips = 8
     c.num_images = 2
+    if arg.paper:  # the recipe's code paths at 1/8 the clip side: 8 frames at stride 2, 32x32
+      c.data.update(num_frames=8, num_threads=2, prefetch=4)
+      c.data.demo = dict(seed=0, train_per_class=2, validate_per_class=1, num_frames=16,
+                         height=48, width=64)
   return c

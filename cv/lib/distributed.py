@@ -1,4 +1,5 @@
-"""Multi-process runs on JAX's own multi-controller runtime (`jax.distributed`, DESIGN §5).
+"""Multi-process runs on JAX's own multi-controller runtime (`jax.distributed`;
+docs/design.md, Distribution).
 
 One Python process per host (or per GPU); every process runs the same program. This module
 starts the runtime from `cv.main` flags or environment variables, and holds the few helpers the
@@ -11,6 +12,11 @@ loop and trainers need when more than one process takes part:
 - `gather`: concatenates per-process evaluation outputs along the leading axis, so every process
   computes the same metrics as a single process would.
 - `barrier`: waits until every process reaches the same point (e.g. shared files are complete).
+- `any_process`, `first_problem`: a verdict all processes agree on (a stop request, a checkpoint
+  that one process cannot read), by a tiny all-gather.
+- `preemption_sync_available`, `reached_preemption_sync_point`: JAX's preemption sync point (the
+  runtime's preemption service catches SIGTERM in every process of a `jax.distributed` run and
+  names a step at which all processes stop together).
 """
 from __future__ import annotations
 
@@ -206,6 +212,59 @@ def abort_peers_fast(message: str, code: int = 1) -> None:
   """Ends this process at once after an error, skipping the runtime's shutdown barrier (which
   would wait for the peers, themselves blocked waiting for this process): the peers then stop
   within the heartbeat timeout instead of hanging."""
-  print(message, file=sys.stderr, flush=True)
+  if message:
+    print(message, file=sys.stderr, flush=True)
   sys.stdout.flush()
   os._exit(code)
+
+
+def is_chief() -> bool:
+  """Whether this is process 0 (the one that prints shared messages and renames shared files)."""
+  return jax.process_index() == 0
+
+
+def any_process(flag: bool) -> bool:
+  """True on every process if `flag` is true on any (a collective: all processes must call it)."""
+  if not is_multiprocess():
+    return bool(flag)
+  from jax.experimental import multihost_utils
+  flags = multihost_utils.process_allgather(np.asarray([int(bool(flag))], np.int32), tiled=True)
+  return bool(np.asarray(flags).max())
+
+
+def first_problem(problem: str | None) -> str | None:
+  """The problem of the lowest-numbered process that has one (prefixed with its index in a
+  multi-process run), or None if none has: every process gets the same answer (a collective:
+  all must call it)."""
+  if not is_multiprocess():
+    return problem
+  from jax.experimental import multihost_utils
+  data = (problem or "").encode()[:512]
+  buf = np.zeros((1, 513), np.uint8)
+  buf[0, 0] = 1 if problem is not None else 0
+  buf[0, 1:1 + len(data)] = np.frombuffer(data, np.uint8)
+  every = np.asarray(multihost_utils.process_allgather(buf, tiled=True))
+  for i, row in enumerate(every):
+    if row[0]:
+      text = bytes(row[1:]).rstrip(b"\0").decode(errors="replace")
+      return f"process {i}: {text}"
+  return None
+
+
+def preemption_sync_available() -> bool:
+  """Whether JAX's preemption sync point works here: a multi-process run whose runtime has the
+  preemption service (`jax_enable_preemption_service`, on by default), which takes over SIGTERM."""
+  if not is_multiprocess():
+    return False
+  try:
+    from jax._src import distributed as jdist  # where the runtime keeps its sync manager
+    return jdist.global_state.preemption_sync_manager is not None
+  except (ImportError, AttributeError):
+    return False
+
+
+def reached_preemption_sync_point(step: int) -> bool:
+  """True on every process at the same step once any process received SIGTERM (all processes
+  must call it at every step, with increasing steps)."""
+  from jax.experimental import multihost_utils
+  return bool(multihost_utils.reached_preemption_sync_point(step))

@@ -1,15 +1,23 @@
-"""The training loop every trainer shares (DESIGN §4, §5, §8).
+"""The training loop every trainer shares (docs/design.md: A run, Distribution, Reliability).
 
 A trainer describes *what* is learned as a `Task` (init, step, data, evaluation); this module owns
 *how*: the mesh, born-sharded state, the jitted step with buffer donation, global batches from
 process-local data, the NaN/Inf guard, TensorBoard/console reporting, Orbax checkpoints with the
 Grain iterator state, exact resume, the evaluation cadence and the final `metrics.json`.
+
+Faults (docs/design.md, Reliability): an unreadable newest checkpoint is moved aside and the
+previous one restored
+(`Checkpointer.restore_latest`); SIGTERM or a first Ctrl-C finishes the current step, saves it,
+flushes TensorBoard and exits with status 0 (`preemption.StopRequest`, `errors.Preempted`); a
+save that cannot be written (full disk) stops with one line naming the step folder and keeps
+the previous checkpoints.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
+import sys
 import time
 from typing import Any, Callable, Iterator, Mapping
 
@@ -23,9 +31,10 @@ from cv.lib import checkpoint as ckpt_lib
 from cv.lib import distributed
 from cv.lib import fileio
 from cv.lib import mesh as mesh_lib
+from cv.lib import preemption
 from cv.lib import reporting
 from cv.lib import sharding as sharding_lib
-from cv.lib.errors import NonFiniteError
+from cv.lib.errors import NonFiniteError, Preempted, WriteError
 from cv.lib.train_state import TrainState
 
 Batch = Mapping[str, np.ndarray]
@@ -41,8 +50,8 @@ class Task:
   make_train_iter: builds a fresh, checkpointable iterator (Grain) of process-local numpy batches
     whose leading dimension is the per-process batch size.
   evaluate: (state) -> (scalars, images), run on the host at the eval cadence and at the end; in a
-    multi-process run on every process, with a process-local state, combining the per-process
-    outputs of `pipeline.eval_batches` with `distributed.gather` so all processes agree.
+    multi-process run on every process, with a process-local state; `cv.lib.evaluate.run` reads
+    each process's share of the split and gathers the outputs so all processes agree.
   data_stats: optional () -> scalars about the input (e.g. skipped bad videos), logged with train.
   """
   init: Callable[[jax.Array], TrainState]
@@ -78,8 +87,8 @@ def run(config: mlc.ConfigDict, workdir: str, task: Task) -> dict[str, float]:
   mesh = mesh_lib.make_mesh(config.mesh)
   batch_sh, repl = mesh_lib.batch_sharding(mesh), mesh_lib.replicated(mesh)
   is_chief = jax.process_index() == 0
-  print(f"mesh: {dict(mesh.shape)} over {mesh.size} {jax.devices()[0].platform} device(s), "
-        f"{jax.process_count()} process(es)", flush=True)
+  reporting.console(f"mesh: {dict(mesh.shape)} over {mesh.size} {jax.devices()[0].platform} "
+                    f"device(s), {jax.process_count()} process(es)")
 
   rng = jax.random.PRNGKey(config.seed)
   abstract = jax.eval_shape(task.init, rng)
@@ -92,19 +101,20 @@ def run(config: mlc.ConfigDict, workdir: str, task: Task) -> dict[str, float]:
   data_iter = task.make_train_iter()
   ckpt_dir = os.path.join(workdir, "checkpoints")
   ckpt = ckpt_lib.Checkpointer(ckpt_dir, save_every=config.ckpt_every, keep=config.keep_ckpts)
-  latest = ckpt.latest_step()
+  restored = ckpt.restore_latest(abstract, data_iter)
+  latest = restored[2] if restored is not None else None
   train_time = 0.0
-  if latest is not None:
-    state, meta = ckpt.restore(latest, abstract, data_iter)
+  if restored is not None:
+    state, meta, _ = restored
     train_time = float(meta.get("train_time_s", 0.0))
-    print(f"Resuming from checkpoint step {latest} in {ckpt_dir}", flush=True)
+    reporting.console(f"Resuming from checkpoint step {latest} in {ckpt_dir}")
   else:
     state = jax.jit(task.init, out_shardings=state_sh)(rng)
   first_step = int(jax.device_get(state.step))
   last_good = latest
 
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
-  print(f"parameters: {n_params:,}; training steps {first_step} -> {total}", flush=True)
+  reporting.console(f"parameters: {n_params:,}; training steps {first_step} -> {total}")
 
   writer = reporting.create_writer(workdir)
   if latest is None:
@@ -122,22 +132,32 @@ def run(config: mlc.ConfigDict, workdir: str, task: Task) -> dict[str, float]:
     with console.pause():
       t0 = time.monotonic()
       # In a multi-process run every process evaluates on a local copy of the state: trainers
-      # combine their per-process outputs with `distributed.gather`.
+      # combine their per-process outputs with `cv.lib.evaluate.run`.
       scalars, images = task.evaluate(distributed.local_state(state))
       scalars = {f"eval/{k}": float(v) for k, v in scalars.items()}
       writer.write_scalars(step, scalars)
       if images:
         writer.write_images(step, {f"eval/{k}": v for k, v in images.items()})
       writer.flush()
-      print(f"eval @ step {step}: " + ", ".join(f"{k[5:]} {v:.4f}" for k, v in scalars.items())
-            + f" ({time.monotonic() - t0:.1f}s)", flush=True)
+      reporting.console(f"eval @ step {step}: "
+                        + ", ".join(f"{k[5:]} {v:.4f}" for k, v in scalars.items())
+                        + f" ({time.monotonic() - t0:.1f}s)")
     return scalars
+
+  def save(step: int) -> None:
+    with console.pause():
+      meta = dict(step=step, total_steps=total,
+                  train_time_s=train_time + time.monotonic() - t_start,
+                  examples_seen=step * int(config.batch_size))
+      ckpt.save(step, state, data_iter, meta, force=True)
 
   train_scalars: dict[str, float] = {}
   eval_scalars: dict[str, float] = {}
   t_start = time.monotonic()
+  stop = preemption.StopRequest()
+  failed = True
   try:
-    with mesh:
+    with mesh, stop:
       for step in range(first_step + 1, total + 1):
         with jax.profiler.StepTraceAnnotation("train", step_num=step):
           batch = global_batch(next(data_iter), batch_sh)
@@ -159,22 +179,34 @@ def run(config: mlc.ConfigDict, workdir: str, task: Task) -> dict[str, float]:
         if eval_now:
           eval_scalars = evaluate(step)
         if save_now:
-          with console.pause():
-            meta = dict(step=step, total_steps=total,
-                        train_time_s=train_time + time.monotonic() - t_start,
-                        examples_seen=step * int(config.batch_size))
-            ckpt.save(step, state, data_iter, meta, force=True)
-            last_good = step
+          save(step)
+          last_good = step
+        if stop.should_stop(step) and not is_last:
+          if not save_now:
+            save(step)
+          ckpt.wait()
+          writer.flush()
+          message = (f"{stop.requested}: stopped after step {step} of {total}; saved checkpoint "
+                     f"{os.path.join(ckpt_dir, str(step))}. Re-run the same command to resume.")
+          reporting.console(message)
+          raise Preempted(message, step)
       if first_step >= total:
-        print(f"Training already complete at step {first_step}; re-running the final evaluation.",
-              flush=True)
+        reporting.console(f"Training already complete at step {first_step}; re-running the final "
+                          f"evaluation.")
         eval_scalars = evaluate(first_step)
+    failed = False
   finally:
     # Finish pending (async) checkpoint writes even when training stops with an error, so the last
     # good checkpoint is complete on disk.
-    ckpt.close()
-    writer.flush()
-    writer.close()
+    try:
+      ckpt.close()
+    except WriteError as e:
+      if not failed:
+        raise
+      print(f"error: {e}", file=sys.stderr, flush=True)  # do not hide the error in flight
+    finally:
+      writer.flush()
+      writer.close()
 
   final = {"step": float(max(first_step, total)), **train_scalars, **eval_scalars}
   if is_chief:

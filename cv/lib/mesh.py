@@ -52,6 +52,3 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
-
-def data_parallel_size(mesh: Mesh) -> int:
-  return math.prod(mesh.shape[a] for a in batch_axes(mesh))

@@ -11,9 +11,9 @@ of that example:
 * `ssim` and `ms_ssim` are computed per frame (they are 2-D image metrics) and the per-example value
   is the mean over its frames.
 
-Codebook metrics (`code_counts`, `stats_from_counts`, `codebook_stats`) summarise how a vector
-quantiser uses its entries; `stats_from_counts` works on histograms so an evaluator can accumulate
-counts over many batches and compute usage/perplexity once at the end.
+Codebook metrics (`code_counts`, `stats_from_counts`) summarise how a vector quantiser uses its
+entries: an evaluator accumulates histograms over many batches and computes usage/perplexity once
+at the end.
 
 `accuracy` is top-k accuracy for classifiers. The host-side (numpy, not jit-able) functions
 `classification_scores` (one label per video) and `framewise_scores` (one label per frame, e.g.
@@ -407,19 +407,6 @@ def _stats_from_counts(counts: jax.Array) -> Dict[str, jax.Array]:
       "usage": jnp.mean(jnp.mean((counts > 0).astype(jnp.float32), axis=-1)),
       "perplexity": jnp.mean(jnp.exp(entropy)),
   }
-
-
-def codebook_stats(codes: jax.Array, num_entries: int) -> Dict[str, jax.Array]:
-  """Usage and perplexity of the codes in one batch; see `stats_from_counts`.
-
-  Args:
-    codes: Integer array [..., K] with values in [0, num_entries).
-    num_entries: Codebook size N (static).
-
-  Returns:
-    Dict with float32 scalars `usage` and `perplexity`, averaged over the K codebooks.
-  """
-  return stats_from_counts(code_counts(codes, num_entries))
 
 
 def accuracy(logits: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:

@@ -1,8 +1,15 @@
-"""Metric writers (TensorBoard via clu) and the console progress line."""
+"""Metric writers (TensorBoard via clu), the console progress line and chief-only printing.
+
+In a multi-process run every process runs the same program; messages about the run as a whole
+(progress, evaluations, what a trainer set up) go through `console`, which prints on process 0
+only, so N processes do not print everything N times. Problems of one process (warnings, errors)
+are still printed by the process that meets them.
+"""
 from __future__ import annotations
 
+import sys
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, TextIO
 
 import jax
 import numpy as np
@@ -14,6 +21,12 @@ def create_writer(workdir: str) -> metric_writers.MetricWriter:
   """TensorBoard + log writer on process 0; other processes only log."""
   return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0,
                                               asynchronous=True)
+
+
+def console(message: str, *, file: TextIO | None = None) -> None:
+  """Prints `message` (flushed) on process 0 only; `file` defaults to stdout."""
+  if jax.process_index() == 0:
+    print(message, file=file or sys.stdout, flush=True)
 
 
 def format_duration(seconds: float) -> str:
@@ -52,7 +65,7 @@ class ConsoleProgress:
     parts.append(f"{self.rate:.2f} steps/s" if self.rate == self.rate else "-- steps/s")
     parts.append(f"ETA {format_duration(eta)}" if eta == eta else "ETA --")
     line = " | ".join(parts)
-    print(line, flush=True)
+    console(line)
     return line
 
 

@@ -50,6 +50,7 @@ class ReflectConv(nn.Module):
   kernel: Sequence[int]
   strides: Sequence[int] = (1, 1, 1)
   use_bias: bool = True
+  dtype: Any = jnp.float32  # computation dtype (parameters stay float32)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -57,16 +58,15 @@ class ReflectConv(nn.Module):
     st, sh, sw = self.strides
     x = _reflect_pad(x, self.kernel, self.strides)
     b, t, h, w, c = x.shape
+    conv = lambda k, s: nn.Conv(self.features, k, s, padding="VALID", use_bias=self.use_bias,
+                                dtype=self.dtype)
     if kt == 1 and st == 1:
-      y = nn.Conv(self.features, (kh, kw), (sh, sw), padding="VALID", use_bias=self.use_bias)(
-          x.reshape(b * t, h, w, c))
+      y = conv((kh, kw), (sh, sw))(x.reshape(b * t, h, w, c))
       return y.reshape(b, t, *y.shape[1:])
     if kh == kw == 1 and sh == sw == 1:
-      y = nn.Conv(self.features, (kt,), (st,), padding="VALID", use_bias=self.use_bias)(
-          x.transpose(0, 2, 3, 1, 4).reshape(b * h * w, t, c))
+      y = conv((kt,), (st,))(x.transpose(0, 2, 3, 1, 4).reshape(b * h * w, t, c))
       return y.reshape(b, h, w, y.shape[1], self.features).transpose(0, 3, 1, 2, 4)
-    return nn.Conv(self.features, tuple(self.kernel), tuple(self.strides), padding="VALID",
-                   use_bias=self.use_bias)(x)
+    return conv(tuple(self.kernel), tuple(self.strides))(x)
 
 
 class Upsample(nn.Module):
@@ -75,11 +75,13 @@ class Upsample(nn.Module):
   transposed convolution, without its checkerboard artefacts, and much faster on CPU."""
   features: int
   temporal: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     ft = 2 if self.temporal else 1
-    y = ReflectConv(self.features * 4 * ft, (3 if self.temporal else 1, 3, 3))(x)
+    y = ReflectConv(self.features * 4 * ft, (3 if self.temporal else 1, 3, 3),
+                    dtype=self.dtype)(x)
     b, t, h, w, _ = y.shape
     y = y.reshape(b, t, h, w, ft, 2, 2, self.features)
     y = y.transpose(0, 1, 4, 2, 5, 3, 6, 7)
@@ -90,12 +92,13 @@ class ResBlock(nn.Module):
   """Pre-activation (2+1)-D residual block: relu -> 3x3 spatial conv to mult*C -> relu ->
   3-tap temporal conv back to C; the temporal conv mixes neighbouring frames."""
   mult: int = 2
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     c = x.shape[-1]
-    h = ReflectConv(c * self.mult, (1, 3, 3))(nn.relu(x))
-    h = ReflectConv(c, (3, 1, 1))(nn.relu(h))
+    h = ReflectConv(c * self.mult, (1, 3, 3), dtype=self.dtype)(nn.relu(x))
+    h = ReflectConv(c, (3, 1, 1), dtype=self.dtype)(nn.relu(h))
     return x + h
 
 
@@ -130,16 +133,18 @@ class Encoder(nn.Module):
   temporal_patch: int = 1
   num_res_blocks: int = 2
   res_mult: int = 2
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = space_to_depth(x, self.temporal_patch, self.patch)
-    x = ReflectConv(self.channels[0], (1, 3, 3))(x)
+    d = self.dtype
+    x = space_to_depth(x.astype(d), self.temporal_patch, self.patch)
+    x = ReflectConv(self.channels[0], (1, 3, 3), dtype=d)(x)
     for c in self.channels[1:]:
-      x = ReflectConv(c, (1, 4, 4), (1, 2, 2))(nn.relu(x))
+      x = ReflectConv(c, (1, 4, 4), (1, 2, 2), dtype=d)(nn.relu(x))
     for _ in range(self.num_res_blocks):
-      x = ResBlock(self.res_mult)(x)
-    return ReflectConv(self.latent_dim, (1, 1, 1))(nn.relu(x))
+      x = ResBlock(self.res_mult, dtype=d)(x)
+    return ReflectConv(self.latent_dim, (1, 1, 1), dtype=d)(nn.relu(x))
 
 
 class Decoder(nn.Module):
@@ -151,16 +156,19 @@ class Decoder(nn.Module):
   num_res_blocks: int = 3
   res_mult: int = 2
   out_channels: int = 3
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
-    x = ReflectConv(self.channels[-1], (1, 3, 3))(z)
+    d = self.dtype
+    x = ReflectConv(self.channels[-1], (1, 3, 3), dtype=d)(z.astype(d))
     for _ in range(self.num_res_blocks):
-      x = ResBlock(self.res_mult)(x)
+      x = ResBlock(self.res_mult, dtype=d)(x)
     for c in reversed(self.channels[:-1]):
-      x = Upsample(c)(nn.relu(x))
-    x = ReflectConv(self.out_channels * self.temporal_patch * self.patch**2, (1, 3, 3))(nn.relu(x))
-    return depth_to_space(x, self.temporal_patch, self.patch)
+      x = Upsample(c, dtype=d)(nn.relu(x))
+    x = ReflectConv(self.out_channels * self.temporal_patch * self.patch**2, (1, 3, 3),
+                    dtype=d)(nn.relu(x))
+    return depth_to_space(x, self.temporal_patch, self.patch).astype(jnp.float32)
 
 
 class VQVAE(nn.Module):
@@ -180,6 +188,9 @@ class VQVAE(nn.Module):
   quantizer_type: str = "vq"  # "vq" (EMA codebooks), "fsq" (codebook-free), "rvq" (residual)
   fsq_levels: Sequence[int] = (8, 8, 4)
   rvq_levels: int = 1  # residual levels of "rvq": the first l levels are a rate-l code
+  # Computation dtype of the encoder and decoder (bfloat16 = mixed precision: parameters, the
+  # quantiser's distances and codebooks, and the reconstruction stay float32).
+  dtype: Any = jnp.float32
 
   def setup(self):
     if self.quantizer_type == "fsq":
@@ -200,9 +211,10 @@ class VQVAE(nn.Module):
     else:
       raise ValueError(f"quantizer_type={self.quantizer_type!r}: use 'vq', 'fsq' or 'rvq'")
     self.encoder = Encoder(self.channels, self.num_codebooks * self.code_dim, self.patch,
-                           self.temporal_patch, self.enc_res_blocks, self.res_mult)
+                           self.temporal_patch, self.enc_res_blocks, self.res_mult,
+                           dtype=self.dtype)
     self.decoder = Decoder(self.channels, self.patch, self.temporal_patch, self.dec_res_blocks,
-                           self.res_mult)
+                           self.res_mult, dtype=self.dtype)
 
   @property
   def codes_per_position(self) -> int:

@@ -4,7 +4,8 @@ curves.
 Trainer-private (only cv/trainers use it): what a classifier gets wrong is easier to see than to
 read from a number. `segments_image` draws true and predicted labels of whole videos as coloured
 strips with a legend, so where a model confuses steps is visible; `confusion_image` shows which
-classes are taken for which.
+classes are taken for which (class names on the axes, counts in the cells; drawn with
+matplotlib).
 """
 from __future__ import annotations
 
@@ -15,14 +16,73 @@ import cv2
 import numpy as np
 
 
-def confusion_image(cm: np.ndarray, cell: int = 12) -> np.ndarray:
-  """uint8 [C*cell, C*cell, 3] heat map of a confusion matrix, each row normalised to sum 1
-  (true class = row, prediction = column; a perfect classifier is a white diagonal)."""
-  cm = np.asarray(cm, np.float64)
-  rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1.0)
-  img = np.kron(rows, np.ones((cell, cell)))
-  heat = np.stack([img, img ** 0.5, img ** 2], axis=-1)  # warm colour map: black -> white
-  return (heat * 255 + 0.5).astype(np.uint8)
+def _render(fig) -> np.ndarray:
+  """uint8 [H, W, 3] pixels of a matplotlib figure, cropped to what is drawn (no pyplot, so no
+  global state: safe in any thread)."""
+  import io
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight", pad_inches=0.1,
+              facecolor="white")
+  bgr = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_COLOR)
+  return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def most_confused(cm: np.ndarray, k: int) -> np.ndarray:
+  """Sorted ids of the (at most) `k` classes involved in the most errors (off-diagonal counts of
+  their row plus their column; ties: the lower id)."""
+  cm = np.asarray(cm)
+  errors = cm.sum(0) + cm.sum(1) - 2 * np.diag(cm)
+  return np.sort(np.argsort(-errors, kind="stable")[:k])
+
+
+def confusion_image(cm: np.ndarray, class_names: Sequence[str], *, max_classes: int = 30,
+                    max_name: int = 24) -> np.ndarray:
+  """uint8 [H, W, 3] picture of a confusion matrix a person can read (matplotlib).
+
+  Rows are true classes, columns predictions, both labelled with the class names (cut to
+  `max_name` characters); every non-zero cell shows its count, coloured by the fraction of its
+  true class (a perfect classifier is a dark diagonal on white). The title gives the accuracy
+  over all classes. With more than `max_classes` classes (Kinetics has 600), only the
+  `max_classes` classes involved in the most errors are drawn, and the title says so.
+  """
+  from matplotlib.figure import Figure
+
+  cm = np.asarray(cm, np.int64)
+  c = len(class_names)
+  if cm.ndim != 2 or cm.shape != (c, c):
+    raise ValueError(f"confusion_image: a [{c}, {c}] matrix for {c} class names expected, got "
+                     f"shape {cm.shape}")
+  total, correct = int(cm.sum()), int(np.trace(cm))
+  title = f"accuracy {correct / max(total, 1):.3f} ({correct}/{total})"
+  keep = np.arange(c)
+  if c > max_classes:
+    keep = most_confused(cm, max_classes)
+    title += f"; the {len(keep)} most confused of {c} classes"
+  sub = cm[np.ix_(keep, keep)]
+  frac = cm[keep] / np.maximum(cm[keep].sum(axis=1, keepdims=True), 1)
+  frac = frac[:, keep]
+  names = [n if len(n) <= max_name else n[:max_name - 2] + ".."
+           for n in (str(class_names[i]) for i in keep)]
+  n = len(keep)
+  side = 0.3 * n + 0.6  # inches of the matrix itself; the labels add what they need
+  fig = Figure(figsize=(side + 2.5, side + 1.5), dpi=100, layout="constrained")
+  ax = fig.add_subplot()
+  im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+  size = 8 if n <= 12 else 7
+  for i in range(n):
+    for j in range(n):
+      if sub[i, j]:
+        ax.text(j, i, str(sub[i, j]), ha="center", va="center", fontsize=size,
+                color="white" if frac[i, j] > 0.5 else "black")
+  ax.set_xticks(range(n), names, rotation=90, fontsize=size)
+  ax.set_yticks(range(n), names, fontsize=size)
+  ax.set_xlabel("predicted", fontsize=9)
+  ax.set_ylabel("true", fontsize=9)
+  ax.set_title(title, fontsize=9)
+  bar = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
+  bar.ax.tick_params(labelsize=7)
+  bar.set_label("fraction of the true class", fontsize=7)
+  return _render(fig)
 
 
 # ----------------------------------------------------------------------------- per-frame labels
@@ -100,15 +160,6 @@ def legend_layout(num_classes: int, width: int) -> tuple[int, int]:
   return columns, -(-num_classes // columns)
 
 
-def segments_image_height(num_videos: int, num_classes: int, *, width: int = 512,
-                          row_height: int = 12, titles: bool = False) -> int:
-  """Height in pixels of `segments_image` (see there for the layout)."""
-  _, lines = legend_layout(num_classes, width)
-  pair = (TITLE_HEIGHT if titles else 0) + 2 * row_height
-  return (num_videos * pair + max(num_videos - 1, 0) * SEPARATOR_HEIGHT
-          + lines * LEGEND_LINE_HEIGHT)
-
-
 def _check_label_videos(true_labels: Sequence[np.ndarray], pred_labels: Sequence[np.ndarray],
                         num_classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
   """Validates the per-video label arrays of `segments_image`; returns int64 (true, pred) pairs."""
@@ -169,8 +220,8 @@ def segments_image(true_labels: Sequence[np.ndarray], pred_labels: Sequence[np.n
   SEPARATOR_HEIGHT = 2 px; at the bottom the legend, `lines` lines of LEGEND_LINE_HEIGHT = 16 px,
   with min(width, 128)-px cells (a colour swatch and the class name, shrunk or cut to fit), in
   max(1, width // 128) columns, so lines = ceil(len(class_names) / columns). Hence
-    H = V * (title + 2 * row_height) + (V - 1) * 2 + 16 * lines,
-  also given by `segments_image_height`. In a strip, column x shows frame floor(x * n_v / width)
+    H = V * (title + 2 * row_height) + (V - 1) * 2 + 16 * lines.
+  In a strip, column x shows frame floor(x * n_v / width)
   in the colour of its class (`class_colors`); unlabelled frames (label < 0) are black.
 
   Args:

@@ -33,18 +33,18 @@ import ml_collections as mlc
 import numpy as np
 import optax
 
+from cv.codec import code_cache
 from cv.codec.neural import NeuralCodec
 from cv.data import code_shards, datasets, framewise, pipeline
-from cv.codec import code_cache
-from cv.lib import distributed, loop, metrics, optim
-from cv.trainers import _images
+from cv.lib import evaluate as eval_lib
+from cv.lib import loop, metrics, optim, reporting
 from cv.lib.errors import ConfigError
 from cv.lib.train_state import TrainState
 from cv.models.code_input import CodeEmbed
 from cv.models.s3d import S3D
-from cv.trainers import s3d_cls
-
-INPUTS = ("codes", "rgb", "recon")
+from cv.trainers import _images
+from cv.trainers._inputs import (InputData, build_model, check_code_window, check_input,
+                                 load_codec, make_features, make_init)
 
 
 def frame_logits(step_logits: jax.Array, num_frames: int) -> jax.Array:
@@ -53,7 +53,7 @@ def frame_logits(step_logits: jax.Array, num_frames: int) -> jax.Array:
   return jax.image.resize(step_logits, (b, num_frames, c), method="linear")
 
 
-class Data(s3d_cls.InputData):
+class Data(InputData):
   """Training windows and whole test videos, from code shards (codes, recon) or video files."""
 
   def __init__(self, config: mlc.ConfigDict, codec: NeuralCodec | None, codec_path: str):
@@ -81,7 +81,7 @@ class Data(s3d_cls.InputData):
       self.example_shape = (data.num_frames, data.crop, data.crop, 3)
       self.skipped = lambda: len(self.train_load.skipped) + len(self.eval_load.skipped)
       return
-    tf, sf = s3d_cls.check_code_window(data, codec)
+    tf, sf = check_code_window(data, codec)
     root, manifest = code_cache.ensure_codes(config, codec, codec_path)
     self.class_names = manifest["splits"][data.train_split]["class_names"]
     self.train_source = code_shards.code_dataset(root, data.train_split)
@@ -96,9 +96,9 @@ class Data(s3d_cls.InputData):
     self.example_shape = (data.num_frames // tf, grid, grid, codec.num_codebooks)
     num_bad = sum(len(s["bad"]) for s in manifest["splits"].values())
     self.skipped = lambda: num_bad
-    print(f"codes: {root}: {len(self.train_source)} train / {len(self.eval_source)} test "
-          f"videos, windows of {self.example_shape} codes, nominal CR "
-          f"{manifest['nominal_cr']:.0f}", flush=True)
+    reporting.console(f"codes: {root}: {len(self.train_source)} train / {len(self.eval_source)} "
+                      f"test videos, windows of {self.example_shape} codes, nominal CR "
+                      f"{manifest['nominal_cr']:.0f}")
 
   def eval_windows(self) -> framewise.Windows:
     hop = self.config.eval.hop or self.config.data.num_frames
@@ -113,7 +113,7 @@ def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable
   tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
   smoothing = float(config.label_smoothing)
 
-  init = s3d_cls.make_init(data, model, features, embed, tx)
+  init = make_init(data, model, features, embed, tx)
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     labels, mask = batch["labels"], batch["frame_mask"]
@@ -145,34 +145,35 @@ def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable
     sums = [np.zeros((n, num_classes), np.float64) for n in lengths]
     counts = [np.zeros(n, np.int64) for n in lengths]
     labels = [np.full(n, -1, np.int64) for n in lengths]
-    for batch in pipeline.eval_batches(data.eval_windows(), data.eval_load,
-                                       global_batch=config.eval_batch_size,
-                                       num_threads=config.data.num_threads):
-      probs = np.asarray(jax.device_get(predict(state.params, state.model_state,
-                                                {data.input_key: batch[data.input_key]})))
-      probs, batch = distributed.gather(
-          (probs, {k: batch[k] for k in ("mask", "index", "start", "frame_mask", "labels")}))
-      for b in np.flatnonzero(batch["mask"] > 0):
-        v, start, real = int(batch["index"][b]), int(batch["start"][b]), batch["frame_mask"][b] > 0
+
+    def accumulate(probs: np.ndarray, b: dict[str, np.ndarray]) -> None:
+      for i in np.flatnonzero(b["mask"] > 0):
+        v, start, real = int(b["index"][i]), int(b["start"][i]), b["frame_mask"][i] > 0
         frames = start + np.flatnonzero(real)
-        sums[v][frames] += probs[b][real]
+        sums[v][frames] += probs[i][real]
         counts[v][frames] += 1
-        labels[v][frames] = batch["labels"][b][real]
+        labels[v][frames] = b["labels"][i][real]
+
+    batches = pipeline.eval_batches(data.eval_windows(), data.eval_load,
+                                    global_batch=config.eval_batch_size,
+                                    num_threads=config.data.num_threads)
+    eval_lib.run(batches, lambda b: predict(state.params, state.model_state,
+                                            {data.input_key: b[data.input_key]}),
+                 accumulate, keys=("index", "start", "frame_mask", "labels"))
     seen = [v for v, c in enumerate(counts) if c.any()]
-    if not seen:
-      raise ValueError("no usable test videos (see the warnings above)")
     video_probs = [sums[v][counts[v] > 0] / counts[v][counts[v] > 0, None] for v in seen]
     video_labels = [labels[v][counts[v] > 0] for v in seen]
     out = metrics.framewise_scores(video_probs, video_labels, background=0)
     preds = [p.argmax(-1) for p in video_probs]
     shown = seen[:config.eval.plot_videos]
     image = _images.segments_image(video_labels[:len(shown)], preds[:len(shown)],
-                                     data.class_names, background=0,
-                                     titles=[f"{data.eval_videos[v][0]}: true (top) / predicted"
-                                             for v in shown])
+                                   data.class_names, background=0,
+                                   titles=[f"{data.eval_videos[v][0]}: true (top) / predicted"
+                                           for v in shown])
     cm = metrics.confusion_matrix(np.concatenate(video_labels), np.concatenate(preds),
                                   num_classes)
-    return out, {"segments": image[None], "confusion_matrix": _images.confusion_image(cm)[None]}
+    return out, {"segments": image[None],
+                 "confusion_matrix": _images.confusion_image(cm, data.class_names)[None]}
 
   return loop.Task(init=init, train_step=train_step, evaluate=evaluate,
                    make_train_iter=lambda: pipeline.config_train_iterator(
@@ -182,21 +183,21 @@ def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable
 
 def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains the per-frame classifier described by `config` in `workdir` (resuming if possible)."""
-  if config.input not in INPUTS:
-    raise ConfigError(f"config.input={config.input!r} is not known; use one of {INPUTS}")
-  codec = s3d_cls.load_codec(config)
+  check_input(config)
+  codec = load_codec(config)
   data = Data(config, codec, config.codec or "demo")
-  model = s3d_cls.build_model(config, len(data.class_names), codec, temporal_pool=False)
-  features, embed = s3d_cls.make_features(config, codec)
-  print(f"coin_framewise: input={config.input}, {len(data.class_names)} classes (incl. "
-        f"background), windows {data.example_shape}, {len(data.eval_videos)} test videos",
-        flush=True)
+  model = build_model(config, len(data.class_names), codec, temporal_pool=False)
+  features, embed = make_features(config, codec)
+  reporting.console(f"coin_framewise: input={config.input}, {len(data.class_names)} classes "
+                    f"(incl. background), windows {data.example_shape}, "
+                    f"{len(data.eval_videos)} test videos")
   final = loop.run(config, workdir, make_task(config, data, model, features, embed))
   k = min(5, len(data.class_names))
   if "eval/top1_mean" in final:
-    print(f"final: per-frame top-1 {final['eval/top1_mean']:.3f} ± {final['eval/top1_std']:.3f}, "
-          f"top-{k} {final[f'eval/top{k}_mean']:.3f} ± {final[f'eval/top{k}_std']:.3f} over "
-          f"{final['eval/num_videos']:.0f} test videos (majority class "
-          f"{final['eval/majority_rate']:.3f}); segment accuracy "
-          f"{final['eval/segment_accuracy']:.3f}", flush=True)
+    reporting.console(
+        f"final: per-frame top-1 {final['eval/top1_mean']:.3f} ± {final['eval/top1_std']:.3f}, "
+        f"top-{k} {final[f'eval/top{k}_mean']:.3f} ± {final[f'eval/top{k}_std']:.3f} over "
+        f"{final['eval/num_videos']:.0f} test videos (majority class "
+        f"{final['eval/majority_rate']:.3f}); segment accuracy "
+        f"{final['eval/segment_accuracy']:.3f}")
   return final

@@ -32,10 +32,10 @@ from cv.augment import ops
 from cv.augment.latent import apply_net, build_net, init_net, net_options, write_info
 from cv.codec.neural import NeuralCodec
 from cv.data import datasets, pipeline
-from cv.lib import distributed, loop, metrics, optim
+from cv.lib import evaluate as eval_lib
+from cv.lib import loop, metrics, optim, reporting
 from cv.lib.errors import ConfigError
 from cv.lib.train_state import TrainState
-from cv.models.vqvae import VQVAE
 
 
 def _sampling_ranges(config: mlc.ConfigDict) -> dict[str, Any]:
@@ -73,11 +73,11 @@ def make_task(config: mlc.ConfigDict, codec: NeuralCodec, train_records: list[di
                       f"'codec' (D(E(T(x, p))))")
 
   def encode(x):  # [0, 1] frames -> codebook latents of their codes (frozen codec)
-    codes = codec.model.apply(cvars, x, method=VQVAE.encode)["codes"]
+    codes = codec.model.apply(cvars, x, method="encode")["codes"]  # any codec arch
     return jax.lax.stop_gradient(codec.latents(codes)), codes
 
   def decode(lat):
-    return codec.model.apply(cvars, lat, method=VQVAE.decode)
+    return codec.model.apply(cvars, lat, method="decode")
 
   def init(rng: jax.Array) -> TrainState:
     p_rng, s_rng = jax.random.split(rng)
@@ -141,23 +141,34 @@ def make_task(config: mlc.ConfigDict, codec: NeuralCodec, train_records: list[di
   eval_load = pipeline.LoadClip(clip, train=False, strict=data.strict)
 
   def evaluate(state: TrainState):
-    means, images, offset = metrics.MaskedMean(), {}, 0
-    for batch in pipeline.eval_batches(eval_records, eval_load,
-                                       global_batch=config.eval_batch_size,
-                                       num_threads=data.num_threads):
-      n = batch["video"].shape[0]
-      # Fixed parameters per held-out clip (by position in the global batch), so every
-      # evaluation scores the same task with any process count; flips always happen (an
-      # unflipped clip would score the no-op as perfect).
-      p = ops.sample_params(jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), offset), spec,
-                            config.eval_batch_size, **{**ranges, "flip_prob": 1.0})
-      p = p[jax.process_index() * n:(jax.process_index() + 1) * n]
-      offset += 1
+    means, images = metrics.MaskedMean(), {}
+
+    def predict(batch):
+      p = eval_params(batch["position"])
       scores, vids = jax.device_get(eval_fn(state.params, batch["video"], p))
-      means.add(*distributed.gather((scores, batch["mask"])))
-      if not images:
-        images["augmentations"] = augmentation_grid(vids, config.num_images)
+      real = np.flatnonzero(batch["mask"] > 0)
+      if not images and len(real):  # the first real clips of this process (the chief writes)
+        images["augmentations"] = augmentation_grid(
+            {k: v[real] for k, v in vids.items()}, config.num_images)
+      return scores
+
+    eval_lib.run(pipeline.eval_batches(eval_records, eval_load,
+                                       global_batch=config.eval_batch_size,
+                                       num_threads=data.num_threads),
+                 predict, lambda scores, b: means.add(scores, b["mask"]))
     return {**means.result(), "num_clips": means.count}, images
+
+  def eval_params(positions: np.ndarray) -> jax.Array:
+    """Fixed augmentation parameters of the held-out clips at `positions` of the split, so every
+    evaluation scores the same task with any process count: clip i gets row i % B of the
+    parameters drawn for block i // B (B = eval batch size); flips always happen (an unflipped
+    clip would score the no-op as perfect)."""
+    g = config.eval_batch_size
+    key = jax.random.PRNGKey(config.seed + 1)
+    blocks = {int(b): np.asarray(ops.sample_params(jax.random.fold_in(key, int(b)), spec, g,
+                                                   **{**ranges, "flip_prob": 1.0}))
+              for b in np.unique(positions // g)}
+    return jnp.asarray(np.stack([blocks[int(i) // g][int(i) % g] for i in positions]))
 
   return loop.Task(init=init, train_step=train_step, evaluate=evaluate,
                    make_train_iter=lambda: pipeline.config_train_iterator(train_records, load,
@@ -189,9 +200,9 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
   except ValueError as e:
     raise ConfigError(f"config.aug.name: {e}") from None
   codec = NeuralCodec.load(config.codec)
-  print(f"latent_aug: augmentation {'+'.join(spec)} ({ops.param_dim(spec)} parameters), frozen "
-        f"codec {config.codec or 'shipped demo codec'} (id {codec.codec_id}, latents of "
-        f"{codec.latent_dim} channels)", flush=True)
+  reporting.console(f"latent_aug: augmentation {'+'.join(spec)} ({ops.param_dim(spec)} "
+                    f"parameters), frozen codec {config.codec or 'shipped demo codec'} (id "
+                    f"{codec.codec_id}, latents of {codec.latent_dim} channels)")
   train, evals = datasets.clip_sources(config.data)
   task = make_task(config, codec, train.records, evals.records)
   if jax.process_index() == 0:
@@ -210,5 +221,5 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     line += (f" (to the codec's rendering of the augmented clip); to the pixel target: learned "
              f"{final['eval/ssim_learned_vs_pixels']:.3f}, no-op "
              f"{final['eval/ssim_noop_vs_pixels']:.3f}")
-    print(line, flush=True)
+    reporting.console(line)
   return final

@@ -35,7 +35,7 @@ import optax
 from cv.codec.neural import NeuralCodec
 from cv.data import pipeline, walks
 from cv.codec import code_cache
-from cv.lib import loop, optim
+from cv.lib import loop, optim, reporting
 from cv.trainers import _images
 from cv.lib.errors import ConfigError
 from cv.lib.train_state import TrainState
@@ -196,9 +196,9 @@ class Data:
     if not 1 <= config.query_crop <= grid:
       raise ConfigError(f"config.query_crop={config.query_crop} must be in [1, {grid}] (code "
                         f"cells; the chunks' grid is {self.chunk_shape[1]}x{self.chunk_shape[2]})")
-    print(f"codes: {root}: {len(self.train_walks)} train walks ({self.num_chunks} chunks per "
-          f"example), {len(self.eval_walks)} eval walks (up to {self.max_chunks} chunks); chunks "
-          f"of {self.chunk_shape} codes", flush=True)
+    reporting.console(f"codes: {root}: {len(self.train_walks)} train walks ({self.num_chunks} "
+                      f"chunks per example), {len(self.eval_walks)} eval walks (up to "
+                      f"{self.max_chunks} chunks); chunks of {self.chunk_shape} codes")
 
 
 def position_accuracy(correct: np.ndarray, position: np.ndarray, bins: int
@@ -254,7 +254,7 @@ def make_task(config: mlc.ConfigDict, data: Data, model: pf.PastFuture,
     for j, a in enumerate(by_position):
       scalars[f"accuracy_at_{j}"] = float(a)
     image = _images.curve_image(by_position, y_range=(0.0, 1.0), reference=0.5,
-                                  title="accuracy vs position in the walk")
+                                title="accuracy vs position in the walk")
     return scalars, {"accuracy_by_position": image[None]}
 
   def make_train_iter():
@@ -270,16 +270,16 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, Any]:
     raise ConfigError(f"config.input={config.input!r}: past_future trains on codes only (an hour "
                       f"of RGB does not fit; `tools/bench.py memory` measures how far it goes)")
   codec = NeuralCodec.load(config.codec)
-  print(f"codec: {config.codec or 'shipped demo codec'} (id {codec.codec_id}, nominal CR "
-        f"{codec.nominal_cr():.0f})", flush=True)
+  reporting.console(f"codec: {config.codec or 'shipped demo codec'} (id {codec.codec_id}, "
+                    f"nominal CR {codec.nominal_cr():.0f})")
   data = Data(config, codec, config.codec or "demo")
   model = build_model(config, max(data.max_chunks, data.num_chunks))
-  print(f"past_future: memory={config.model.memory}, {data.num_chunks} chunks per training walk",
-        flush=True)
+  reporting.console(f"past_future: memory={config.model.memory}, {data.num_chunks} chunks per "
+                    f"training walk")
   final = loop.run(config, workdir, make_task(config, data, model, codes_features(codec)))
   if "eval/accuracy" in final:
-    print(f"final: past/future accuracy {final['eval/accuracy']:.3f} (past "
-          f"{final['eval/accuracy_past']:.3f}, future {final['eval/accuracy_future']:.3f}) over "
-          f"{final['eval/num_walks']:.0f} held-out walks, memory={config.model.memory}",
-          flush=True)
+    reporting.console(f"final: past/future accuracy {final['eval/accuracy']:.3f} (past "
+                      f"{final['eval/accuracy_past']:.3f}, future "
+                      f"{final['eval/accuracy_future']:.3f}) over {final['eval/num_walks']:.0f} "
+                      f"held-out walks, memory={config.model.memory}")
   return final

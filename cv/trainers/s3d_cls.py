@@ -15,7 +15,7 @@ single-view top-1, with a confusion-matrix image in TensorBoard.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -24,57 +24,19 @@ import numpy as np
 import optax
 
 from cv.augment.latent import LatentAugmenter
+from cv.codec import code_cache
 from cv.codec.neural import NeuralCodec
 from cv.data import code_clips, code_shards, datasets, pipeline
-from cv.codec import code_cache
-from cv.lib import distributed, loop, metrics, optim
-from cv.trainers import _images
+from cv.lib import evaluate as eval_lib
+from cv.lib import loop, metrics, optim, reporting
 from cv.lib.errors import ConfigError
 from cv.lib.train_state import TrainState
 from cv.models.code_input import CodeEmbed
-from cv.models.s3d import S3D, check_mixed_blocks
-from cv.models.vqvae import VQVAE
-
-INPUTS = ("codes", "rgb", "recon")
-
-
-def build_model(config: mlc.ConfigDict, num_classes: int, codec: NeuralCodec | None, *,
-                temporal_pool: bool = True) -> S3D:
-  """S3D-G over `config.input` (codes: stem strides adapted to the codec's factors)."""
-  m = config.model
-  if config.input == "codes":
-    return S3D(num_classes=num_classes, width=m.width, mode="codes", dropout=m.dropout,
-               gating=m.gating, input_factors=(codec.temporal_factor, codec.spatial_factor),
-               temporal_pool=temporal_pool, mixed_blocks=_mixed_blocks(m))
-  return S3D(num_classes=num_classes, width=m.width, mode="rgb", dropout=m.dropout,
-             gating=m.gating, temporal_pool=temporal_pool, mixed_blocks=_mixed_blocks(m))
-
-
-def _mixed_blocks(m: mlc.ConfigDict) -> tuple[str, ...] | None:
-  if not m.mixed_blocks:
-    return None  # all nine
-  try:
-    return check_mixed_blocks(m.mixed_blocks)
-  except ValueError as e:
-    raise ConfigError(f"config.model.{e}") from None
-
-
-def load_codec(config: mlc.ConfigDict) -> NeuralCodec | None:
-  """The frozen codec of `config.codec` (None for input=rgb, which needs none)."""
-  if config.input == "rgb":
-    return None
-  codec = NeuralCodec.load(config.codec)
-  print(f"codec: {config.codec or 'shipped demo codec'} (id {codec.codec_id}, nominal CR "
-        f"{codec.nominal_cr():.0f})", flush=True)
-  return codec
-
-
-def _to_rgb_input(video: jax.Array) -> jax.Array:
-  """uint8 (or [0, 1] float) frames -> float in [-1, 1], the S3D input range."""
-  x = video.astype(jnp.float32)
-  if jnp.issubdtype(video.dtype, jnp.integer):
-    x = x / 255.0
-  return x * 2.0 - 1.0
+from cv.models.s3d import S3D
+from cv.trainers import _images
+# The input helpers shared with coin_framewise (also used by cv.benchmarks.step and tests).
+from cv.trainers._inputs import (InputData, build_model, check_code_window, check_input,
+                                 load_codec, make_features, make_init)
 
 
 def load_augmenter(config: mlc.ConfigDict, codec: NeuralCodec | None) -> LatentAugmenter | None:
@@ -87,9 +49,9 @@ def load_augmenter(config: mlc.ConfigDict, codec: NeuralCodec | None) -> LatentA
   aug = LatentAugmenter.load(config.aug.workdir)
   aug.check_codec(codec.codec_id, f"config.aug.workdir={config.aug.workdir}")
   views = aug_views(config, aug)
-  print(f"augmentation: learned {'+'.join(aug.spec)} from {config.aug.workdir} (train: "
-        f"{'random' if config.aug.train else 'off'}, eval: "
-        f"{'off' if views is None else f'{len(views)} views'})", flush=True)
+  reporting.console(f"augmentation: learned {'+'.join(aug.spec)} from {config.aug.workdir} "
+                    f"(train: {'random' if config.aug.train else 'off'}, eval: "
+                    f"{'off' if views is None else f'{len(views)} views'})")
   return aug
 
 
@@ -98,73 +60,6 @@ def aug_views(config: mlc.ConfigDict, aug: LatentAugmenter | None) -> jax.Array 
   if aug is None or not config.aug.eval_views:
     return None
   return aug.views(num_crops=config.aug.eval_crops, flips=config.aug.eval_flips)
-
-
-def make_features(config: mlc.ConfigDict, codec: NeuralCodec | None
-                  ) -> tuple[Callable[[Any, dict], jax.Array], CodeEmbed | None]:
-  """(features(params, batch) -> network input, learned embedding module or None).
-
-  The frozen codec's variables are constants of the jitted step; only learned embeddings are
-  trained (they live in params['embed']).
-  """
-  if config.input == "rgb":
-    return (lambda params, batch: _to_rgb_input(batch["video"])), None
-  cvars = codec.variables
-  if config.input == "recon":
-    def recon(params, batch):
-      video = codec.model.apply(cvars, batch["codes"].astype(jnp.int32), method=VQVAE.decode_codes)
-      return _to_rgb_input(jnp.clip(jax.lax.stop_gradient(video), 0.0, 1.0))
-    return recon, None
-  if config.codes.embed == "codec":
-    return (lambda params, batch: jax.lax.stop_gradient(codec.latents(batch["codes"]))), None
-  if config.codes.embed == "learned":
-    embed = CodeEmbed(codec.num_codebooks, codec.num_entries, config.codes.embed_dim)
-    return (lambda params, batch: embed.apply({"params": params["embed"]}, batch["codes"])), embed
-  raise ConfigError(f"config.codes.embed={config.codes.embed!r} is not known; use 'codec' (the "
-                    f"codec's frozen codebooks) or 'learned'")
-
-
-class InputData:
-  """What the data of every classifier on codes / RGB provides to its task: the batch key of the
-  network input and a dummy batch of one example for initialisation."""
-  config: mlc.ConfigDict
-  example_shape: tuple[int, ...]
-
-  @property
-  def input_key(self) -> str:
-    return "video" if self.config.input == "rgb" else "codes"
-
-  def dummy_batch(self) -> dict[str, jax.Array]:
-    dtype = jnp.uint8 if self.config.input == "rgb" else jnp.int32
-    return {self.input_key: jnp.zeros((1, *self.example_shape), dtype)}
-
-
-def check_code_window(data: mlc.ConfigDict, codec: NeuralCodec) -> tuple[int, int]:
-  """(temporal, spatial) factors of `codec`, after checking that `data`'s clip fits its grid."""
-  tf, sf = codec.temporal_factor, codec.spatial_factor
-  if data.num_frames % tf or data.crop % sf:
-    raise ConfigError(f"config.data.num_frames={data.num_frames} and config.data.crop="
-                      f"{data.crop} must be multiples of the codec's temporal factor {tf} and "
-                      f"spatial factor {sf}")
-  return tf, sf
-
-
-def make_init(data: InputData, model: S3D, features: Callable, embed: CodeEmbed | None,
-              tx: optax.GradientTransformation) -> Callable[[jax.Array], TrainState]:
-  """rng -> the initial TrainState: S3D params (+ learned code embeddings) and BN statistics."""
-  def init(rng: jax.Array) -> TrainState:
-    p_rng, d_rng, e_rng, s_rng = jax.random.split(rng, 4)
-    params = {}
-    batch = data.dummy_batch()
-    if embed is not None:
-      params["embed"] = embed.init(e_rng, batch["codes"])["params"]
-    variables = model.init({"params": p_rng, "dropout": d_rng}, features(params, batch),
-                           train=False)
-    params["s3d"] = variables["params"]
-    return TrainState.create(params=params, tx=tx, rng=s_rng,
-                             model_state={k: v for k, v in variables.items() if k != "params"})
-
-  return init
 
 
 class Data(InputData):
@@ -201,9 +96,9 @@ class Data(InputData):
     self.example_shape = (spec.num_steps, spec.grid, spec.grid, codec.num_codebooks)
     num_bad = sum(len(s["bad"]) for s in manifest["splits"].values())
     self.skipped = lambda: num_bad
-    print(f"codes: {root}: {len(self.train_source)} train / {len(self.eval_source)} eval videos, "
-          f"clips of {self.example_shape} codes (dtype {manifest['dtype']}), nominal CR "
-          f"{manifest['nominal_cr']:.0f}", flush=True)
+    reporting.console(f"codes: {root}: {len(self.train_source)} train / {len(self.eval_source)} "
+                      f"eval videos, clips of {self.example_shape} codes (dtype "
+                      f"{manifest['dtype']}), nominal CR {manifest['nominal_cr']:.0f}")
 
 
 def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable,
@@ -258,30 +153,30 @@ def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable
     sums = np.zeros((n, num_classes), np.float64)
     counts = np.zeros((n,), np.int64)
     labels = np.full((n,), -1, np.int64)
-    view_hits, view_total = 0.0, 0.0
-    for batch in pipeline.eval_batches(data.eval_source, data.eval_load,
-                                       global_batch=config.eval_batch_size,
-                                       num_threads=config.data.num_threads, views=views):
-      probs = np.asarray(jax.device_get(predict(state.params, state.model_state,
-                                                {data.input_key: batch[data.input_key]})))
-      probs, batch = distributed.gather((probs, {k: batch[k] for k in ("mask", "index", "label")}))
-      real = batch["mask"] > 0
-      idx, lab = batch["index"][real], batch["label"][real]
+    view_hits = []
+
+    def accumulate(probs: np.ndarray, b: dict[str, np.ndarray]) -> None:
+      real = b["mask"] > 0
+      idx, lab = b["index"][real], b["label"][real]
       np.add.at(sums, idx, probs[real])
       np.add.at(counts, idx, 1)
       labels[idx] = lab
-      view_hits += float((probs[real].argmax(-1) == lab).sum())
-      view_total += float(real.sum())
+      view_hits.append(probs[real].argmax(-1) == lab)
+
+    batches = pipeline.eval_batches(data.eval_source, data.eval_load,
+                                    global_batch=config.eval_batch_size,
+                                    num_threads=config.data.num_threads, views=views)
+    eval_lib.run(batches, lambda b: predict(state.params, state.model_state,
+                                            {data.input_key: b[data.input_key]}),
+                 accumulate, keys=("index", "label"))
     seen = counts > 0
-    if not seen.any():
-      raise ValueError("no usable evaluation clips (see the warnings above)")
     probs = sums[seen] / counts[seen, None]
     out = metrics.classification_scores(probs, labels[seen])
-    out["top1_single_view"] = view_hits / view_total
+    out["top1_single_view"] = float(np.concatenate(view_hits).mean())
     out["num_videos"] = float(seen.sum())
     out["views"] = float(len(views) * (1 if latent_views is None else len(latent_views)))
     cm = metrics.confusion_matrix(labels[seen], probs.argmax(-1), num_classes)
-    return out, {"confusion_matrix": _images.confusion_image(cm)[None]}
+    return out, {"confusion_matrix": _images.confusion_image(cm, data.class_names)[None]}
 
   return loop.Task(init=init, train_step=train_step, evaluate=evaluate,
                    make_train_iter=lambda: pipeline.config_train_iterator(
@@ -291,20 +186,20 @@ def make_task(config: mlc.ConfigDict, data: Data, model: S3D, features: Callable
 
 def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains the classifier described by `config` in `workdir` (resuming if possible)."""
-  if config.input not in INPUTS:
-    raise ConfigError(f"config.input={config.input!r} is not known; use one of {INPUTS}")
+  check_input(config)
   codec = load_codec(config)
   data = Data(config, codec, config.codec or "demo")
   model = build_model(config, len(data.class_names), codec)
   features, embed = make_features(config, codec)
   aug = load_augmenter(config, codec)
-  print(f"s3d_cls: input={config.input}, {len(data.class_names)} classes, examples "
-        f"{data.example_shape}", flush=True)
+  reporting.console(f"s3d_cls: input={config.input}, {len(data.class_names)} classes, examples "
+                    f"{data.example_shape}")
   task = make_task(config, data, model, features, embed, aug)
   final = loop.run(config, workdir, task)
   if "eval/top1" in final:
-    print(f"final: top-1 {final['eval/top1']:.3f} (chance {1 / len(data.class_names):.3f}), "
-          f"mean class accuracy {final['eval/mean_class_accuracy']:.3f}, single-view top-1 "
-          f"{final['eval/top1_single_view']:.3f} over {final['eval/num_videos']:.0f} videos x "
-          f"{final['eval/views']:.0f} views", flush=True)
+    reporting.console(
+        f"final: top-1 {final['eval/top1']:.3f} (chance {1 / len(data.class_names):.3f}), mean "
+        f"class accuracy {final['eval/mean_class_accuracy']:.3f}, single-view top-1 "
+        f"{final['eval/top1_single_view']:.3f} over {final['eval/num_videos']:.0f} videos x "
+        f"{final['eval/views']:.0f} views")
   return final

@@ -8,6 +8,7 @@ tensor shape and logged.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -19,7 +20,9 @@ import optax
 from absl import logging
 
 from cv.data import datasets, pipeline
-from cv.lib import distributed, loop, metrics, optim
+from cv.lib import evaluate as eval_lib
+from cv.lib import loop, metrics, optim, reporting
+from cv.lib import precision
 from cv.codec import pictures, rate
 from cv.lib.train_state import TrainState
 from cv.models.vqvae import VQVAE
@@ -28,7 +31,8 @@ REFERENCE_CLIP = (32, 256, 256, 3)  # the paper's reference clip for quoting com
 
 
 def build_model(config: mlc.ConfigDict) -> VQVAE:
-  return VQVAE(**config.model.to_dict())
+  """The codec of `config.model`, computing in `config.dtype` (cv.lib.precision)."""
+  return VQVAE(**config.model.to_dict(), dtype=precision.compute_dtype(config))
 
 
 def code_shape(model: VQVAE, clip_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -103,26 +107,40 @@ def make_task(config: mlc.ConfigDict, model: VQVAE, train_records: list[dict],
         r = model.apply({"params": params, **model_state}, vq["codes"][..., :l * k],
                         method=VQVAE.decode_codes)
         scores[f"psnr_levels{l}"] = metrics.psnr(x, jnp.clip(r, 0.0, 1.0))
-    return scores, metrics.code_counts(vq["codes"], model.num_entries), recon
+    # Code histograms per clip [B, K, N]: summed over real clips only (padding is masked out).
+    counts = jax.vmap(lambda c: metrics.code_counts(c, model.num_entries))(vq["codes"])
+    return scores, counts, recon
 
-  load = pipeline.LoadClip(spec, train=True, strict=data.strict)
-  eval_load = pipeline.LoadClip(spec, train=False, strict=data.strict)
+  # Footage corpora are cropped at their own resolution (datasets.clip_loader). Evaluation may
+  # use longer clips than training (`data.eval_num_frames`): per-frame codecs train on short
+  # clips from many videos per batch, and are measured on whole held-out shots.
+  load = datasets.clip_loader(data, spec, train=True)
+  eval_spec = dataclasses.replace(spec, num_frames=data.get("eval_num_frames") or spec.num_frames)
+  eval_load = datasets.clip_loader(data, eval_spec, train=False)
   rates = rate_report(model, clip_shape)
 
   def evaluate(state: TrainState):
-    means, counts, images = metrics.MaskedMean(), None, {}
-    for batch in pipeline.eval_batches(eval_records, eval_load, global_batch=config.eval_batch_size,
-                                       num_threads=data.num_threads):
+    means, counts, images = metrics.MaskedMean(), 0, {}
+
+    def predict(batch):
       scores, c, recon = jax.device_get(eval_fn(state.params, state.model_state, batch["video"]))
-      scores, mask, c = distributed.gather((scores, batch["mask"], np.asarray(c)[None]))
-      means.add(scores, mask)
-      c = c.sum(0)
-      counts = c if counts is None else counts + c  # padded repeats barely change usage stats
-      if not images:
+      real = np.flatnonzero(batch["mask"] > 0)[:config.num_images]
+      if not images and len(real):  # the first real clips of this process (the chief writes)
         images["reconstructions"] = np.stack([
-            pictures.reconstruction_grid(v, (np.clip(r, 0, 1) * 255 + 0.5).astype(np.uint8))
-            for v, r in zip(np.asarray(batch["video"][:config.num_images]),
-                            np.asarray(recon[:config.num_images]))])
+            pictures.reconstruction_grid(np.asarray(batch["video"][i]),
+                                         (np.clip(recon[i], 0, 1) * 255 + 0.5).astype(np.uint8))
+            for i in real])
+      return scores, c
+
+    def accumulate(out, b):
+      nonlocal counts
+      scores, c = out
+      means.add(scores, b["mask"])
+      counts = counts + np.tensordot((b["mask"] > 0).astype(np.int64), c, axes=1)
+
+    eval_lib.run(pipeline.eval_batches(eval_records, eval_load,
+                                       global_batch=config.eval_batch_size,
+                                       num_threads=data.num_threads), predict, accumulate)
     out = means.result()
     out.update({f"codebook_{k}": float(v) for k, v in metrics.stats_from_counts(counts).items()})
     out.update(rates)
@@ -140,17 +158,18 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
   model = build_model(config)
   spec = datasets.clip_spec(config.data)
   rates = rate_report(model, (spec.num_frames, spec.crop, spec.crop, 3))
-  print(f"codec: code tensor of a {spec.num_frames}x{spec.crop}x{spec.crop} clip is "
-        f"{code_shape(model, (spec.num_frames, spec.crop, spec.crop, 3))} with "
-        f"{model.num_entries} entries/codebook -> nominal CR {rates['nominal_cr']:.1f} "
-        f"(32x256x256 clip: CR {rates['nominal_cr_32x256x256']:.1f}, "
-        f"{rates['code_bytes_32x256x256']:.0f} bytes)", flush=True)
+  reporting.console(f"codec: code tensor of a {spec.num_frames}x{spec.crop}x{spec.crop} clip is "
+                    f"{code_shape(model, (spec.num_frames, spec.crop, spec.crop, 3))} with "
+                    f"{model.num_entries} entries/codebook -> nominal CR "
+                    f"{rates['nominal_cr']:.1f} (32x256x256 clip: CR "
+                    f"{rates['nominal_cr_32x256x256']:.1f}, "
+                    f"{rates['code_bytes_32x256x256']:.0f} bytes)")
   train, evals = datasets.clip_sources(config.data)
   task = make_task(config, model, train.records, evals.records)
   final = loop.run(config, workdir, task)
   if "eval/psnr" in final:
-    print(f"final: PSNR {final['eval/psnr']:.2f} dB, SSIM {final['eval/ssim']:.4f}, "
-          f"MS-SSIM {final['eval/ms_ssim']:.4f}, MAE {final['eval/mae']:.4f}, "
-          f"codebook usage {final['eval/codebook_usage']:.2f}, nominal CR "
-          f"{final['eval/nominal_cr']:.1f}", flush=True)
+    reporting.console(f"final: PSNR {final['eval/psnr']:.2f} dB, SSIM {final['eval/ssim']:.4f}, "
+                      f"MS-SSIM {final['eval/ms_ssim']:.4f}, MAE {final['eval/mae']:.4f}, "
+                      f"codebook usage {final['eval/codebook_usage']:.2f}, nominal CR "
+                      f"{final['eval/nominal_cr']:.1f}")
   return final
