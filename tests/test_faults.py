@@ -24,7 +24,7 @@ import pytest
 
 from cv.configs import common
 from cv.data import code_shards, pipeline, sources
-from cv.lib import checkpoint, loop
+from cv.lib import loop
 from cv.lib.errors import CheckpointError, NoCheckpointError, WriteError
 from cv.lib.train_state import TrainState
 from tests import helpers
