@@ -107,6 +107,18 @@ class DMConvTranspose(nn.Module):
     return y + bias
 
 
+def _residual_stack(m: "DMEncoder | DMDecoder", x: jax.Array, prefix: str) -> jax.Array:
+  """`m.num_res_blocks` pre-activation residual blocks (relu -> conv -> relu -> 1x1 conv, added),
+  created inside `m`'s compact call under their Haiku names `<prefix>_res_{0,1}_<i>`."""
+  for i in range(m.num_res_blocks):
+    h = DMUnit(m.res_hidden, m.res_kernel, padding=m.padding,
+               name=f"{prefix}_res_0_{i}")(nn.relu(x))
+    h = DMUnit(m.bot_channels, (1, 1, 1), padding=m.padding,
+               name=f"{prefix}_res_1_{i}")(nn.relu(h))
+    x = x + h
+  return x
+
+
 class DMEncoder(nn.Module):
   """Strided convs -> residual blocks -> optional tanh (submodule names follow theirs)."""
   channels: tuple[int, ...]
@@ -125,12 +137,7 @@ class DMEncoder(nn.Module):
       x = DMUnit(c, self.kernel_shape, self.stride, self.padding, name=f"conv_{i}")(x)
       if i < len(self.channels) - 1:
         x = nn.relu(x)
-    for i in range(self.num_res_blocks):
-      h = DMUnit(self.res_hidden, self.res_kernel, padding=self.padding,
-                 name=f"encoder_res_0_{i}")(nn.relu(x))
-      h = DMUnit(self.bot_channels, (1, 1, 1), padding=self.padding,
-                 name=f"encoder_res_1_{i}")(nn.relu(h))
-      x = x + h
+    x = _residual_stack(self, x, "encoder")
     return jnp.tanh(x) if self.use_tanh else x
 
 
@@ -148,12 +155,7 @@ class DMDecoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    for i in range(self.num_res_blocks):
-      h = DMUnit(self.res_hidden, self.res_kernel, padding=self.padding,
-                 name=f"decoder_res_0_{i}")(nn.relu(x))
-      h = DMUnit(self.bot_channels, (1, 1, 1), padding=self.padding,
-                 name=f"decoder_res_1_{i}")(nn.relu(h))
-      x = x + h
+    x = _residual_stack(self, x, "decoder")
     for i, c in enumerate(self.channels):
       x = DMConvTranspose(c, self.kernel_shape, self.stride, name=f"decoder_{i}")(x)
       if i < len(self.channels) - 1:
