@@ -298,6 +298,32 @@ def test_every_step_unreadable_is_one_error_and_nothing_is_deleted(tmp_path, cap
   assert all(".corrupt-" in n for n in os.listdir(ckpt_dir))
 
 
+def test_abandoned_tensorstore_reads_are_not_reported_but_other_task_errors_are(caplog):
+  """A failed restore leaves TensorStore reads whose errors asyncio reports when the tasks are
+  collected ("Task exception was never retrieved", with a traceback): they repeat the one-line
+  error and are dropped; an unrelated task error still reaches the log. The report is made the
+  way a collected task makes it (through the loop's exception handler)."""
+  import asyncio
+  import logging as py_logging
+
+  from cv.lib import checkpoint  # noqa: F401 - installs the filter
+
+  def report_abandoned(error):
+    loop_ = asyncio.new_event_loop()
+    try:
+      loop_.call_exception_handler({"message": "Task exception was never retrieved",
+                                    "exception": error})
+    finally:
+      loop_.close()
+
+  with caplog.at_level(py_logging.ERROR, logger="asyncio"):
+    report_abandoned(ValueError('OUT_OF_RANGE: Error opening "zarr" driver: '
+                                '[tensorstore_spec=\'{"driver":"zarr"}\']'))
+    report_abandoned(ValueError("an unrelated failure"))
+  reported = [(r.getMessage(), str(r.exc_info[1])) for r in caplog.records if r.name == "asyncio"]
+  assert len(reported) == 1 and "an unrelated failure" in reported[0][1], reported
+
+
 def test_checkpoint_of_another_model_is_refused_not_moved(tmp_path):
   wd = str(tmp_path / "w")
   loop.run(_config(2), wd, _task())

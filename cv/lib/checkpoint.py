@@ -69,7 +69,9 @@ class _OrbaxNoise(py_logging.Filter):
     if logging.get_verbosity() >= logging.INFO:
       return True
     if record.name == "asyncio":  # the other reads of a failed restore, reported at exit
-      return "/orbax/" not in record.getMessage().replace(os.sep, "/")
+      # The task is Orbax's or a bare TensorStore read (then only its error names TensorStore).
+      text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
+      return "/orbax/" not in text.replace(os.sep, "/") and "tensorstore" not in text.lower()
     path = record.pathname.replace(os.sep, "/")
     if "/orbax/" not in path and "/tensorstore/" not in path:
       return True
