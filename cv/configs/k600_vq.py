@@ -114,6 +114,9 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       commitment_cost=0.25, restart_threshold=0.03, quantizer_type=arg.quantizer,
       fsq_levels=FSQ_LEVELS.get(n, (8, 8, 4)), rvq_levels=arg.levels))
   c.dtype = "float32"  # or "bfloat16": mixed precision (bf16 compute, f32 params), accelerators
+  # Fine-tuning: a codec (.cvcodec, shipped name, or vq_codec workdir) with this same model whose
+  # weights and codebooks start the run (the optimizer starts fresh); None = random start.
+  c.init_from = mlc.config_dict.placeholder(str)
   c.data = common.clip_data_config()
   c.batch_size = 8
   c.eval_batch_size = 16

@@ -9,7 +9,6 @@ tensor shape and logged.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import jax
@@ -17,13 +16,14 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 import optax
-from absl import logging
 
 from cv.data import datasets, pipeline
 from cv.lib import evaluate as eval_lib
 from cv.lib import loop, metrics, optim, reporting
 from cv.lib import precision
 from cv.codec import pictures, rate
+from cv.codec.neural import CodecError, NeuralCodec
+from cv.lib.errors import ConfigError
 from cv.lib.train_state import TrainState
 from cv.models.vqvae import VQVAE
 
@@ -61,6 +61,46 @@ def to_float(video: jax.Array) -> jax.Array:
   return video.astype(jnp.float32) / 255.0
 
 
+def starting_variables(config: mlc.ConfigDict, model: VQVAE,
+                       clip_shape: tuple[int, ...]) -> dict | None:
+  """The variables of `config.init_from` (a codec file, shipped codec name or vq_codec workdir)
+  to start training from, or None for a random start. Its model must be `config.model`: a
+  codec of another shape is a ConfigError naming the keys that differ."""
+  source = config.get("init_from")
+  if not source:
+    return None
+  try:
+    codec = NeuralCodec.load(source)
+  except CodecError as e:
+    raise ConfigError(f"config.init_from: {e}") from None
+  theirs = {k: v for k, v in codec.model_config.items() if k != "arch"}
+  ours = config.model.to_dict()
+  differ = sorted(k for k in set(theirs) | set(ours)
+                  if _plain(theirs.get(k)) != _plain(ours.get(k)))
+  if codec.model_config.get("arch", "vqvae") != "vqvae" or differ:
+    raise ConfigError(
+        f"config.init_from={source!r}: that codec's model differs from config.model in "
+        f"{differ or ['arch']} ({', '.join(f'{k}={theirs.get(k)!r} vs {ours.get(k)!r}' for k in differ)}); "
+        f"start from a codec trained with the same model settings")
+  start = {"params": codec.params, "vq": codec.vq}
+  shapes = jax.eval_shape(lambda x: model.init({"params": jax.random.PRNGKey(0),
+                                                "vq": jax.random.PRNGKey(0)}, x),
+                          jax.ShapeDtypeStruct((1, *clip_shape), jnp.float32))
+  if jax.tree.structure(shapes) != jax.tree.structure(start) or any(
+      tuple(a.shape) != tuple(np.shape(b))
+      for a, b in zip(jax.tree.leaves(shapes), jax.tree.leaves(start))):
+    raise ConfigError(f"config.init_from={source!r}: its variables do not fit config.model "
+                      f"(written by another version of the model?)")
+  reporting.console(f"init_from: codec {source} (id {codec.codec_id}; used when no checkpoint "
+                    f"exists)")
+  return start
+
+
+def _plain(v: Any) -> Any:
+  """Config values compared across JSON (tuples become lists)."""
+  return list(v) if isinstance(v, (tuple, list)) else v
+
+
 def make_task(config: mlc.ConfigDict, model: VQVAE, train_records: list[dict],
               eval_records: list[dict]) -> loop.Task:
   data = config.data
@@ -68,9 +108,13 @@ def make_task(config: mlc.ConfigDict, model: VQVAE, train_records: list[dict],
   clip_shape = (spec.num_frames, spec.crop, spec.crop, 3)
   tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
 
+  start = starting_variables(config, model, clip_shape)
+
   def init(rng: jax.Array) -> TrainState:
     p_rng, v_rng, s_rng = jax.random.split(rng, 3)
     variables = model.init({"params": p_rng, "vq": v_rng}, jnp.zeros((1, *clip_shape)))
+    if start is not None:  # fine-tuning: the given codec's weights and codebooks, fresh optimizer
+      variables = jax.tree.map(lambda new, old: jnp.asarray(old, new.dtype), variables, start)
     return TrainState.create(params=variables["params"], tx=tx, rng=s_rng,
                              model_state={k: v for k, v in variables.items() if k != "params"})
 
