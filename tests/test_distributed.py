@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 
@@ -147,17 +146,14 @@ def test_killed_process_stops_the_other_within_the_heartbeat_timeout(tmp_path):
 def test_encode_dataset_over_jax_distributed(tmp_path, kinetics_root):
   out = str(tmp_path / "codes")
   port = helpers.free_port()
-  env = helpers.main_env(1)
-  procs = [subprocess.Popen(
+  rs = helpers.wait_all(helpers.start_commands([
       [sys.executable, "tools/encode_dataset.py", f"--root={kinetics_root}", f"--out={out}",
        "--splits=train", "--num_shards=3", "--quiet", f"--coordinator_address=127.0.0.1:{port}",
-       "--num_processes=2", f"--process_id={i}", "--heartbeat_timeout=10"],
-      cwd=helpers.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
-  results = [p.communicate(timeout=300) for p in procs]
-  for p, (so, se) in zip(procs, results):
-    assert p.returncode == 0, se[-3000:]
-    assert "wrote" in so and "manifest.json" in so  # both know the run is complete
+       "--num_processes=2", f"--process_id={i}", "--heartbeat_timeout=10"] for i in range(2)]),
+      timeout=300)
+  for r in rs:
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "wrote" in r.stdout and "manifest.json" in r.stdout  # both know the run is complete
   from cv.data import code_shards
   manifest = code_shards.load_manifest(out)
   split = manifest["splits"]["train"]

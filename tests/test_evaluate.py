@@ -5,7 +5,6 @@ of one process (float sums bit for bit when no clip is skipped)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import threading
 
@@ -113,20 +112,11 @@ def test_dead_split_names_the_reason():
 
 def test_two_processes_load_their_share_and_match_one_process(tmp_path):
   port = helpers.free_port()
-  env = helpers.main_env(1)
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "tests.test_evaluate", str(port), str(i), str(tmp_path / f"p{i}.json")],
-      cwd=helpers.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
-  try:
-    outs = [p.communicate(timeout=240) for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.communicate()
-  for p, (so, se) in zip(procs, outs):
-    assert p.returncode == 0, so[-2000:] + se[-3000:]
+  rs = helpers.wait_all(helpers.start_commands([
+      [sys.executable, "-m", "tests.test_evaluate", str(port), str(i), str(tmp_path / f"p{i}.json")]
+      for i in range(2)]), timeout=240)
+  for r in rs:
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
   got = [json.load(open(tmp_path / f"p{i}.json")) for i in range(2)]
   for name, (n, bad) in SCENARIOS.items():
     one = evaluate_scenario(name)

@@ -15,14 +15,11 @@ import subprocess
 import sys
 import time
 
-import grain
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from cv.configs import common
 from cv.data import code_shards, pipeline, sources
 from cv.lib import loop
 from cv.lib.errors import CheckpointError, NoCheckpointError, WriteError
@@ -201,30 +198,11 @@ def test_dead_demo_dataset_through_main_exits_within_60s_with_one_message(tmp_pa
 # --- checkpoints ------------------------------------------------------------------------------
 
 def _task() -> loop.Task:
-  tx = optax.adam(0.05)
-
-  def init(rng):
-    return TrainState.create(params={"w": jnp.ones((4,)), "b": jnp.zeros(())}, tx=tx, rng=rng)
-
-  def train_step(state, batch):
-    def loss_fn(p):
-      return jnp.mean((batch["x"] @ p["w"] + p["b"] - batch["y"]) ** 2)
-    loss, g = jax.value_and_grad(loss_fn)(state.params)
-    return state.apply_gradients(g), {"loss": loss}
-
-  def make_iter():
-    def example(i):
-      x = np.sin(np.arange(4, dtype=np.float32) + i)
-      return {"x": x, "y": np.float32(np.cos(i))}
-    return iter(grain.MapDataset.range(10**6).map(example).to_iter_dataset().batch(4))
-
-  return loop.Task(init=init, train_step=train_step, make_train_iter=make_iter)
+  return helpers.regression_task()
 
 
 def _config(total: int):
-  c = common.base_config("test", total_steps=total, log_every=1, ckpt_every=2, eval_every=0)
-  c.batch_size = 4
-  return c
+  return helpers.regression_config(total, ckpt_every=2)
 
 
 def _params(workdir: str, step: int) -> dict:

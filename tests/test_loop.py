@@ -9,7 +9,6 @@ import re
 import grain
 import jax
 import jax.numpy as jnp
-import ml_collections as mlc
 import numpy as np
 import optax
 import pytest

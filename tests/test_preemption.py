@@ -10,17 +10,12 @@ import signal
 import subprocess
 import time
 
-import grain
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from cv.configs import common
 from cv.lib import loop, preemption
 from cv.lib.errors import Preempted
-from cv.lib.train_state import TrainState
 from tests import helpers
 
 VQ_SMOKE = "cv/configs/k600_vq.py:cr=192,smoke"
@@ -42,39 +37,11 @@ def test_stop_request_first_signal_asks_second_ctrl_c_aborts():
 
 
 def _task(signal_at: int | None = None) -> loop.Task:
-  """A tiny regression task; with `signal_at`, SIGTERM arrives while step `signal_at` is logged
-  (the main thread, inside the loop), as a cluster's notice would between two steps."""
-  tx = optax.adam(0.05)
-  logged = [0]
-
-  def init(rng):
-    return TrainState.create(params={"w": jnp.ones((4,)), "b": jnp.zeros(())}, tx=tx, rng=rng)
-
-  def train_step(state, batch):
-    def loss_fn(p):
-      return jnp.mean((batch["x"] @ p["w"] + p["b"] - batch["y"]) ** 2)
-    loss, g = jax.value_and_grad(loss_fn)(state.params)
-    return state.apply_gradients(g), {"loss": loss}
-
-  def make_iter():
-    def example(i):
-      return {"x": np.sin(np.arange(4, dtype=np.float32) + i), "y": np.float32(np.cos(i))}
-    return iter(grain.MapDataset.range(10**6).map(example).to_iter_dataset().batch(4))
-
-  def data_stats():
-    logged[0] += 1
-    if logged[0] == signal_at:
-      os.kill(os.getpid(), signal.SIGTERM)
-    return {}
-
-  return loop.Task(init=init, train_step=train_step, make_train_iter=make_iter,
-                   data_stats=data_stats)
+  return helpers.regression_task(signal_at)
 
 
 def _config(total: int):
-  c = common.base_config("test", total_steps=total, log_every=1, ckpt_every=4, eval_every=0)
-  c.batch_size = 4
-  return c
+  return helpers.regression_config(total, ckpt_every=4)
 
 
 def test_sigterm_in_the_loop_saves_that_step_and_resume_is_exact(tmp_path, capsys):

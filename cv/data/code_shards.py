@@ -20,7 +20,6 @@ from typing import Any, Iterable
 
 import flax.serialization
 import grain
-import numpy as np
 
 from cv.data import sources
 from cv.data.sources import DatasetError

@@ -194,11 +194,22 @@ def local_state(state: Any) -> Any:
 
 def gather(tree: Any) -> Any:
   """Concatenates every process's numpy leaves along axis 0, in process order (identity in one
-  process). Leaves must have the same shape on every process; all processes must call it."""
+  process). Leaves must have the same shape on every process; all processes must call it.
+
+  Every dtype is kept: JAX's all-gather (without x64) would turn float64 / int64 leaves into
+  32-bit ones, so 8-byte leaves travel as pairs of uint32 words."""
   if not is_multiprocess():
     return tree
   from jax.experimental import multihost_utils
-  return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+  leaves, treedef = jax.tree.flatten(tree)
+  leaves = [np.asarray(x) for x in leaves]
+  wide = [x.dtype.itemsize == 8 for x in leaves]
+  sent = [np.ascontiguousarray(x)[..., None].view(np.uint32) if w else x
+          for x, w in zip(leaves, wide)]
+  back = [np.asarray(b) for b in multihost_utils.process_allgather(sent, tiled=True)]
+  return jax.tree.unflatten(treedef, [
+      np.ascontiguousarray(b).view(x.dtype)[..., 0] if w else b
+      for b, x, w in zip(back, leaves, wide)])
 
 
 def barrier(name: str) -> None:

@@ -54,21 +54,6 @@ def canonical_order(mask: np.ndarray, position: np.ndarray) -> np.ndarray:
   return np.lexsort((np.asarray(position), np.asarray(mask) <= 0))
 
 
-def gather_exact(tree: Any) -> Any:
-  """`distributed.gather` that keeps every dtype: JAX's all-gather (without x64) would turn
-  float64 / int64 leaves into 32-bit ones, so 8-byte leaves travel as pairs of uint32 words."""
-  if not distributed.is_multiprocess():
-    return tree
-  leaves, treedef = jax.tree.flatten(tree)
-  wide = [np.asarray(x).dtype.itemsize == 8 for x in leaves]
-  sent = [np.ascontiguousarray(x)[..., None].view(np.uint32) if w else np.asarray(x)
-          for x, w in zip(leaves, wide)]
-  back = distributed.gather(sent)
-  return jax.tree.unflatten(treedef, [
-      np.ascontiguousarray(b).view(np.asarray(x).dtype)[..., 0] if w else b
-      for b, x, w in zip(back, leaves, wide)])
-
-
 def run(batches: BatchSource, predict: Callable[[Batch], Any],
         accumulate: Callable[[Any, dict[str, np.ndarray]], None], *,
         keys: Sequence[str] = ()) -> int:
@@ -103,7 +88,7 @@ def run(batches: BatchSource, predict: Callable[[Batch], Any],
         raise ValueError(f"evaluate.run: every output of predict must have the batch ({n}) as "
                          f"its leading axis, got shape {leaf.shape}")
     meta = {k: np.asarray(batch[k]) for k in ("mask", "position", *keys)}
-    out, meta = gather_exact((out, meta))
+    out, meta = distributed.gather((out, meta))
     order = canonical_order(meta["mask"], meta["position"])
     out, meta = jax.tree.map(lambda x: x[order], (out, meta))
     total += float(np.sum(meta["mask"] > 0))

@@ -24,7 +24,6 @@ from typing import Any, Callable, Iterator, Mapping
 import jax
 import ml_collections as mlc
 import numpy as np
-from absl import logging
 from clu import periodic_actions
 
 from cv.lib import checkpoint as ckpt_lib

@@ -13,7 +13,6 @@ from typing import Any, Mapping, TextIO
 
 import jax
 import numpy as np
-from absl import logging
 from clu import metric_writers
 
 
