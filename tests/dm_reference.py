@@ -1,13 +1,12 @@
 """A Haiku reference of DeepMind's compressed_vision codec and flip network, for tests only.
 
-Written from ../shared/reference/reference_implementation_facts.md (§1 codec, §3 augmentation
-network, §4.3 checkpoint format) with the Haiku module names their code produces, so that a
-pickle made here has exactly the layout of their released files: keys params, state, config,
+Written from what is known of DeepMind's released code and files (docs/deepmind.md: the codec, the
+augmentation network, the checkpoint format) with the Haiku module names their code produces, so
+that a pickle made here has exactly the layout of their released files: keys params, state, config,
 augm_params, augm_state, augm_config; params like
-`CompressionConvEncoderDecoder/~encode_embedding/conv_0/conv3_d`; state holding the EMA
-codebooks `CompressionConvEncoderDecoder/~/vqvae_{i}` (embeddings [D, N] + ema_cluster_size and
-ema_dw); configs as ml_collections ConfigDicts in jaxline layout. `dm-haiku` is a test-only
-requirement.
+`CompressionConvEncoderDecoder/~encode_embedding/conv_0/conv3_d`; state holding the EMA codebooks
+`CompressionConvEncoderDecoder/~/vqvae_{i}` (embeddings [D, N] + ema_cluster_size and ema_dw);
+configs as ml_collections ConfigDicts in jaxline layout. `dm-haiku` is a test-only requirement.
 """
 from __future__ import annotations
 
@@ -40,8 +39,8 @@ class Unit3D(hk.Module):
 
 
 class CompressionConvEncoderDecoder(hk.Module):
-  """The codec (facts §1): stride-2 convs, pre-activation residual blocks, K EMA codebooks with
-  the interleaved split and block-wise concatenation, transposed-conv decoder."""
+  """The codec (docs/deepmind.md): stride-2 convs, pre-activation residual blocks, K EMA
+  codebooks with the interleaved split and block-wise concatenation, transposed-conv decoder."""
 
   def __init__(self, num_channels: int = 3, bot_channels: int = 128, stride=(1, 2, 2),
                kernel_shape=(1, 4, 4), num_conv_layers: int = 1, res_bot_mult: float = 4.0,
@@ -163,7 +162,7 @@ class SpatioTemporalTransformerXL(hk.Module):
 
 
 class NeuralTransformation(hk.Module):
-  """The augmentation network (facts §3.3)."""
+  """The augmentation network (docs/deepmind.md)."""
 
   def __init__(self, channels=(64, 64, 64), num_hidden_layers: int = 2,
                num_attention_heads: int = 1, key_size: int = 128, value_size: int = 128,
@@ -301,7 +300,7 @@ def save_checkpoint(path: str, model_kwargs: dict, params: dict, state: dict, *,
 
 
 def write_tfrecords(path: str, records: Sequence[dict]) -> None:
-  """One shard of their compressed Kinetics-600 (facts §4.4), written with TensorFlow:
+  """One shard of their compressed Kinetics-600 (docs/deepmind.md), written with TensorFlow:
   tf.train.Examples with video_id, start_sec, end_sec, compressed_repr (a serialised uint8
   tensor) and, when the record has them, label and label_id."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

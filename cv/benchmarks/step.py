@@ -34,6 +34,7 @@ import sys
 import time
 from typing import Any
 
+from cv.codec import shipped
 from cv.benchmarks.common import choice_list, fmt, log, positive_int
 
 HELP = "S3D train-step and inference time on codes vs RGB vs recon at equal batch"
@@ -120,7 +121,7 @@ def measure(inp: str, args: argparse.Namespace) -> dict[str, Any]:
   codec = NeuralCodec.load(None) if inp != "rgb" else None
   start = time.perf_counter()
   with contextlib.redirect_stdout(sys.stderr):  # the trainer's progress lines; stdout = tables
-    data = s3d_cls.Data(c, codec, "demo")
+    data = s3d_cls.Data(c, codec, shipped.DEFAULT)
   model = s3d_cls.build_model(c, len(data.class_names), codec)
   features, embed = s3d_cls.make_features(c, codec)
   task = s3d_cls.make_task(c, data, model, features, embed)

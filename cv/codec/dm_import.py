@@ -44,7 +44,7 @@ CHECKPOINT_KEYS = ("params", "state", "config", "augm_params", "augm_state", "au
 CODEC_MODULE = "CompressionConvEncoderDecoder"
 MODEL_KWARGS = "config.experiment_kwargs.config.model_kwargs"
 AUGMENTATION = "augm_config.experiment_kwargs.config.augmentation"
-# NeuralTransformation's constructor arguments and defaults (facts §3.2); the ones marked unused
+# NeuralTransformation's constructor arguments and defaults (their code's defaults); the ones marked unused
 # there change nothing.
 AUG_DEFAULTS = dict(channels=(64, 64, 64), hidden_size=128, num_hidden_layers=2, num_heads=4,
                     num_attention_heads=1, key_size=128, value_size=128, intermediate_size=128,

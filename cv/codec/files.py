@@ -183,6 +183,21 @@ def compress_stream(info: dict, chunks: Iterator[np.ndarray], dst: str, codec: N
               bpp=8 * size / max(1, header.num_frames * header.width * header.height))
 
 
+def codec_for(src: str, spec: str | None = None) -> NeuralCodec:
+  """The codec that decompresses `src`: `spec` (a path or shipped name) when given, otherwise
+  the shipped codec whose id the file records (so files written with any shipped codec, the old
+  demo codec included, decompress without naming it)."""
+  if spec:
+    return NeuralCodec.load(spec)
+  header, _ = read_cvz(src)
+  codec = NeuralCodec.shipped_with_id(header.codec_id)
+  if codec is None:
+    raise CodecError(f"{src}: compressed with codec {header.codec_id}, which is not one of the "
+                     f"shipped codecs; pass --codec with the codec file or vq_codec workdir that "
+                     f"wrote it")
+  return codec
+
+
 def iter_decompress(src: str, codec: NeuralCodec) -> tuple[CvzHeader, Iterator[np.ndarray]]:
   """Verifies `src` and the codec, then yields the original-size uint8 frames chunk by chunk."""
   header, chunks = read_cvz(src)  # checks structure and checksum before any chunk is read

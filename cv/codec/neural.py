@@ -2,8 +2,9 @@
 
 A codec file (`.cvcodec`, msgpack) holds the model config, the parameters, the VQ codebooks and
 the code frequencies measured on its training data (for entropy coding). `NeuralCodec.load()`
-without a path loads the small demo codec shipped in `cv/assets/`; `from_workdir` loads the
-newest checkpoint of a `vq_codec` run. Encoding works on any frame size and clip length: frames
+without a path loads the default codec shipped in `cv/assets/` (CR 192); `from_workdir` loads the
+newest checkpoint of a `vq_codec` run; a shipped codec name (`cr30`, `cr192`, `cr768`, `demo`:
+cv.codec.shipped) loads that asset. Encoding works on any frame size and clip length: frames
 are edge-padded to multiples of the codec's downsampling and cut into fixed-size chunks (one
 compiled program), and decoding crops back to the original size.
 """
@@ -24,13 +25,11 @@ import numpy as np
 
 from cv.lib import checkpoint, fileio
 
-from cv.codec import rate
+from cv.codec import rate, shipped
 from cv.models import dm_codec
 from cv.models.vqvae import VQVAE
 
 FORMAT_VERSION = 1
-ASSETS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
-DEMO_CODEC = os.path.join(ASSETS, "demo_codec_cr192.cvcodec")
 
 
 class CodecError(ValueError):
@@ -212,13 +211,15 @@ class NeuralCodec:
 
   @classmethod
   def load(cls, path: str | None = None) -> "NeuralCodec":
-    """Loads a codec file, a `vq_codec` workdir, or (path None) the shipped demo codec."""
-    path = DEMO_CODEC if path is None else os.path.expanduser(path)
+    """Loads a codec file, a `vq_codec` workdir, a shipped codec by name, or (None) the default
+    shipped codec."""
+    path = shipped.resolve(path)
     if os.path.isdir(path):
       return cls.from_workdir(path)
     if not os.path.exists(path):
-      raise CodecError(f"{path}: codec file not found; pass a .cvcodec file or a vq_codec workdir "
-                       f"(or omit --codec to use the shipped demo codec)")
+      raise CodecError(f"{path}: codec file not found; pass a .cvcodec file, a vq_codec workdir "
+                       f"or a shipped codec name ({', '.join(shipped.SHIPPED)}; omit it for "
+                       f"{shipped.DEFAULT})")
     try:
       with open(path, "rb") as f:
         payload = flax.serialization.msgpack_restore(f.read())
@@ -237,6 +238,17 @@ class NeuralCodec:
       raise CodecError(f"{path}: config hash {codec.config_hash} does not match the recorded "
                        f"{expected}; the file was edited or corrupted")
     return codec
+
+  @classmethod
+  def shipped_with_id(cls, codec_id: str) -> "NeuralCodec | None":
+    """The shipped codec whose `codec_id` is `codec_id` (the id a `.cvz` header records), or
+    None: lets a file written with any shipped codec decompress without naming it."""
+    for name in shipped.SHIPPED:
+      if os.path.exists(shipped.path_of(name)):
+        codec = cls.load(name)
+        if codec.codec_id == codec_id:
+          return codec
+    return None
 
   @classmethod
   def from_workdir(cls, workdir: str, step: int | None = None) -> "NeuralCodec":

@@ -1,7 +1,7 @@
 """DeepMind's neurally compressed Kinetics-600 (TFRecord shards) as plain records of codes.
 
 Their release (docs/deepmind.md) holds `{train,valid,test}.tfrecord-*` files of `tf.train.Example`s
-with the features (reference_implementation_facts.md §4.4):
+with the features (as their release defines them; docs/deepmind.md):
 
   video_id         bytes    YouTube id of the clip
   start_sec        float32  start of the clip in the source video

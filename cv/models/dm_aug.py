@@ -2,7 +2,7 @@
 
 It maps the quantised latents of a clip and a conditioning vector (for the released flip
 network: one number per clip, 1 = flip) to the latents of the augmented clip, which their frozen
-codec decodes (reference_implementation_facts.md §3):
+codec decodes (as their code defines it; docs/deepmind.md):
 
   cond [B, ...] -> flattened -> MLP `mlp_channels` + (C,) (ReLU between, linear output) ->
   broadcast to every (frame, cell) and concatenated *before* the latents on channels

@@ -2,7 +2,7 @@
 
 The released checkpoints (`tools/import_dm.py`, docs/deepmind.md) were trained with Haiku's
 `CompressionConvEncoderDecoder`; this module computes the same function so their weights give
-the same codes and reconstructions here. Architecture (reference_implementation_facts.md §1):
+the same codes and reconstructions here. Architecture (as their code defines it; docs/deepmind.md):
 
   encoder  n convs `conv_i` (kernel `kernel_shape`, stride `stride`, no bias; ReLU after all but
            the last), channels bot/2^(n-1) ... bot (doubling); then `extra_encode_conv_layers`

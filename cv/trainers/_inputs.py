@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import optax
 
+from cv.codec import shipped
 from cv.codec.neural import NeuralCodec
 from cv.lib import precision, reporting
 from cv.lib.errors import ConfigError
@@ -66,7 +67,7 @@ def load_codec(config: mlc.ConfigDict) -> NeuralCodec | None:
   if config.input == "rgb":
     return None
   codec = NeuralCodec.load(config.codec)
-  reporting.console(f"codec: {config.codec or 'shipped demo codec'} (id {codec.codec_id}, "
+  reporting.console(f"codec: {shipped.describe(config.codec)} (id {codec.codec_id}, "
                     f"nominal CR {codec.nominal_cr():.0f})")
   return codec
 

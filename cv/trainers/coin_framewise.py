@@ -33,6 +33,7 @@ import ml_collections as mlc
 import numpy as np
 import optax
 
+from cv.codec import shipped
 from cv.codec import code_cache
 from cv.codec.neural import NeuralCodec
 from cv.data import code_shards, datasets, framewise, pipeline
@@ -185,7 +186,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains the per-frame classifier described by `config` in `workdir` (resuming if possible)."""
   check_input(config)
   codec = load_codec(config)
-  data = Data(config, codec, config.codec or "demo")
+  data = Data(config, codec, config.codec or shipped.DEFAULT)
   model = build_model(config, len(data.class_names), codec, temporal_pool=False)
   features, embed = make_features(config, codec)
   reporting.console(f"coin_framewise: input={config.input}, {len(data.class_names)} classes "

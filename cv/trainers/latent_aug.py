@@ -30,6 +30,7 @@ import optax
 
 from cv.augment import ops
 from cv.augment.latent import apply_net, build_net, init_net, net_options, write_info
+from cv.codec import shipped
 from cv.codec.neural import NeuralCodec
 from cv.data import datasets, pipeline
 from cv.lib import evaluate as eval_lib
@@ -201,7 +202,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     raise ConfigError(f"config.aug.name: {e}") from None
   codec = NeuralCodec.load(config.codec)
   reporting.console(f"latent_aug: augmentation {'+'.join(spec)} ({ops.param_dim(spec)} "
-                    f"parameters), frozen codec {config.codec or 'shipped demo codec'} (id "
+                    f"parameters), frozen codec {shipped.describe(config.codec)} (id "
                     f"{codec.codec_id}, latents of {codec.latent_dim} channels)")
   train, evals = datasets.clip_sources(config.data)
   task = make_task(config, codec, train.records, evals.records)

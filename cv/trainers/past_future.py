@@ -32,6 +32,7 @@ import ml_collections as mlc
 import numpy as np
 import optax
 
+from cv.codec import shipped
 from cv.codec.neural import NeuralCodec
 from cv.data import pipeline, walks
 from cv.codec import code_cache
@@ -270,9 +271,9 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, Any]:
     raise ConfigError(f"config.input={config.input!r}: past_future trains on codes only (an hour "
                       f"of RGB does not fit; `tools/bench.py memory` measures how far it goes)")
   codec = NeuralCodec.load(config.codec)
-  reporting.console(f"codec: {config.codec or 'shipped demo codec'} (id {codec.codec_id}, "
+  reporting.console(f"codec: {shipped.describe(config.codec)} (id {codec.codec_id}, "
                     f"nominal CR {codec.nominal_cr():.0f})")
-  data = Data(config, codec, config.codec or "demo")
+  data = Data(config, codec, config.codec or shipped.DEFAULT)
   model = build_model(config, max(data.max_chunks, data.num_chunks))
   reporting.console(f"past_future: memory={config.model.memory}, {data.num_chunks} chunks per "
                     f"training walk")

@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from cv.augment.latent import LatentAugmenter
+from cv.codec import shipped
 from cv.codec import code_cache
 from cv.codec.neural import NeuralCodec
 from cv.data import code_clips, code_shards, datasets, pipeline
@@ -188,7 +189,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
   """Trains the classifier described by `config` in `workdir` (resuming if possible)."""
   check_input(config)
   codec = load_codec(config)
-  data = Data(config, codec, config.codec or "demo")
+  data = Data(config, codec, config.codec or shipped.DEFAULT)
   model = build_model(config, len(data.class_names), codec)
   features, embed = make_features(config, codec)
   aug = load_augmenter(config, codec)

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from cv.codec import shipped
 from cv.codec.neural import CodecError, NeuralCodec
 from cv.codec.rd import classic, equal_rate, report
 from cv.data import transforms, video
@@ -100,7 +101,8 @@ def neural_roundtrips(codec_path: str | None,
                       entropy: bool = False) -> dict[str, classic.RoundTrip]:
   """"ours/cr<rate>" -> (frames -> (bytes of a real .cvz file, decoded frames)) for one codec;
   a residual-quantisation codec gives one entry per rate it serves (its first 1..L levels),
-  named "ours-rvq/cr<rate>" so that its rates form their own rate-distortion curve.
+  named "ours-rvq/cr<rate>" so that its rates form their own rate-distortion curve; the shipped
+  `demo` codec is "ours-demo/cr192".
 
   With `entropy`, every rate is measured a second time with its indices range-coded by the
   codec's stored code frequencies ("ours-ec/...", "ours-rvq-ec/..."): same reconstruction, the
@@ -108,7 +110,7 @@ def neural_roundtrips(codec_path: str | None,
   from cv.codec import files  # pylint: disable=g-import-not-at-top
   codec = NeuralCodec.load(codec_path)  # a missing or foreign file: CodecError names it
   if entropy and codec.code_counts is None:
-    raise CodecError(f"--codec {codec_path or 'demo'}: --entropy needs the codec's code "
+    raise CodecError(f"--codec {codec_path or shipped.DEFAULT}: --entropy needs the codec's code "
                      f"frequencies and this codec has none (training workdirs never do); export "
                      f"it with tools/export_codec.py --workdir=... --out=codec.cvcodec and pass "
                      f"that file")
@@ -124,7 +126,9 @@ def neural_roundtrips(codec_path: str | None,
         return size, np.concatenate(list(chunks))
     return roundtrip
 
-  name = "ours-rvq" if codec.num_levels > 1 else "ours"
+  # The first shipped codec ("demo") draws its own curve, so it can be measured in the same run
+  # as the CR-192 codec that replaced it (same rate, other key).
+  name = "ours-rvq" if codec.num_levels > 1 else "ours-demo" if codec_path == "demo" else "ours"
   out = {}
   for suffix, use_entropy in [("", False)] + ([("-ec", True)] if entropy else []):
     for lv in range(1, codec.num_levels + 1):
@@ -134,12 +138,12 @@ def neural_roundtrips(codec_path: str | None,
 
 def neural_codecs(codec_paths: Sequence[str], entropy: bool = False
                   ) -> dict[str, classic.RoundTrip]:
-  """Our neural codecs (`--codec`, repeatable; `demo` = the shipped demo codec), keyed
+  """Our neural codecs (`--codec`, repeatable: a path or a shipped name, cv.codec.shipped), keyed
   "ours/cr<nominal rate>" (or "ours-rvq/..." per level of a residual codec; "-ec" entries with
   `entropy`); their bytes are whole .cvz files, header included."""
   out = {}
   for path in codec_paths:
-    for name, fn in neural_roundtrips(None if path == "demo" else path, entropy).items():
+    for name, fn in neural_roundtrips(path, entropy).items():
       if name in out:
         raise CodecError(f"--codec {path}: {name} is already measured by an earlier --codec; "
                          f"compare codecs of different rates, or run them separately")

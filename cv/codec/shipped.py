@@ -1,0 +1,44 @@
+"""The codecs shipped in `cv/assets/`, by name: what `--codec` / `--config.codec` accept besides a
+file path or a `vq_codec` workdir.
+
+A family trained on the real-footage corpus (docs/footage.md, docs/results.md): `cr30`, `cr192`
+(the default: used whenever no codec is named) and `cr768`, at nominal compression rates 32, 192
+and 768 of a 32x256x256 clip. `demo` is the first shipped codec (CR 192, trained on 64x64 demo
+clips); it stays so that `.cvz` files written with it still decompress (files name their codec by
+id, and `shipped_with_id` finds it).
+"""
+from __future__ import annotations
+
+import os
+
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
+
+SHIPPED = {
+    "cr30": "codec_cr30.cvcodec",
+    "cr192": "codec_cr192.cvcodec",
+    "cr768": "codec_cr768.cvcodec",
+    "demo": "demo_codec_cr192.cvcodec",
+}
+DEFAULT = "cr192"
+
+
+def path_of(name: str) -> str:
+  """The asset file of a shipped codec name."""
+  return os.path.join(ASSETS, SHIPPED[name])
+
+
+def resolve(spec: str | None) -> str:
+  """A codec argument -> a path: None is the default codec, a shipped name its asset file, and
+  anything else a path (a `.cvcodec` file or a `vq_codec` workdir), `~` expanded."""
+  if spec is None or spec == "":
+    return path_of(DEFAULT)
+  if spec in SHIPPED:
+    return path_of(spec)
+  return os.path.expanduser(spec)
+
+
+def describe(spec: str | None) -> str:
+  """How a codec argument reads in logs: 'cr192 (shipped default)', 'cr30 (shipped)' or the path."""
+  if not spec:
+    return f"{DEFAULT} (shipped default)"
+  return f"{spec} (shipped)" if spec in SHIPPED else spec
