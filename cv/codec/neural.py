@@ -1,12 +1,12 @@
 """A trained neural codec as a self-contained object: load, encode video to codes, decode.
 
-A codec file (`.cvcodec`, msgpack) holds the model config, the parameters, the VQ codebooks and
-the code frequencies measured on its training data (for entropy coding). `NeuralCodec.load()`
-without a path loads the default codec shipped in `cv/assets/` (CR 192); `from_workdir` loads the
-newest checkpoint of a `vq_codec` run; a shipped codec name (`cr30`, `cr192`, `cr768`, `demo`:
-cv.codec.shipped) loads that asset. Encoding works on any frame size and clip length: frames
-are edge-padded to multiples of the codec's downsampling and cut into fixed-size chunks (one
-compiled program), and decoding crops back to the original size.
+A codec file (`.cvcodec`, msgpack) holds the model config, the parameters, the VQ codebooks and the
+code frequencies measured on its training data (for entropy coding). `NeuralCodec.load()` without a
+path loads the default codec shipped in `cv/assets/` (`demo`, CR 192); `from_workdir` loads the
+newest checkpoint of a `vq_codec` run; a shipped codec name (`demo`, `cr30`, `cr192`, `cr768`:
+cv.codec.shipped) loads that asset. Encoding works on any frame size and clip length: frames are
+edge-padded to multiples of the codec's downsampling and cut into fixed-size chunks (one compiled
+program), and decoding crops back to the original size.
 """
 from __future__ import annotations
 

@@ -1,11 +1,13 @@
 """The codecs shipped in `cv/assets/`, by name: what `--codec` / `--config.codec` accept besides a
 file path or a `vq_codec` workdir.
 
-A family trained on the real-footage corpus (docs/footage.md, docs/results.md): `cr30`, `cr192`
-(the default: used whenever no codec is named) and `cr768`, at nominal compression rates 32, 192
-and 768 of a 32x256x256 clip. `demo` is the first shipped codec (CR 192, trained on 64x64 demo
-clips); it stays so that `.cvz` files written with it still decompress (files name their codec by
-id, and `shipped_with_id` finds it).
+`demo` (the default: used whenever no codec is named) is the first shipped codec: CR 192, trained
+on 64x64 demo clips. `cr30`, `cr192` and `cr768` (nominal compression rates 32, 192 and 768 of a
+32x256x256 clip) are trained on the real-footage corpus (docs/footage.md). `cr192` is better than
+`demo` on real held-out video (docs/results.md) but not yet the default: classifiers on its codes
+of the demo data scored lower in the quickstart (docs/results.md, "Shipped codecs"), so the default
+moves when a CR-192 codec does both. `.cvz` files name their codec by id, and `shipped_with_id`
+finds the shipped one that wrote a file.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ SHIPPED = {
     "cr768": "codec_cr768.cvcodec",
     "demo": "demo_codec_cr192.cvcodec",
 }
-DEFAULT = "cr192"
+DEFAULT = "demo"
 
 
 def path_of(name: str) -> str:
@@ -38,7 +40,7 @@ def resolve(spec: str | None) -> str:
 
 
 def describe(spec: str | None) -> str:
-  """How a codec argument reads in logs: 'cr192 (shipped default)', 'cr30 (shipped)' or the path."""
+  """How a codec argument reads in logs: 'demo (shipped default)', 'cr30 (shipped)' or the path."""
   if not spec:
     return f"{DEFAULT} (shipped default)"
   return f"{spec} (shipped)" if spec in SHIPPED else spec

@@ -1,6 +1,6 @@
 """Per-frame step classification of long COIN-format videos, on codes (paper §4.4, Table 3).
 
-Launch (the demo COIN videos and the shipped CR-192 codec when nothing is configured):
+Launch (the demo COIN videos and the shipped demo codec when nothing is configured):
   python -m cv.main --config=cv/configs/coin_framewise.py                # on codes (default)
   python -m cv.main --config=cv/configs/coin_framewise.py:input=rgb      # the RGB baseline
   python -m cv.main --config=cv/configs/coin_framewise.py --config.data.root=/data/COIN \
@@ -50,7 +50,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
                          ckpt_every=500, eval_every=500)
   c.input = arg.input
   # Shipped codec name (cr30 | cr192 | cr768 | demo), .cvcodec file or vq_codec workdir;
-  # unset = cr192 (cv.codec.shipped).
+  # unset = demo (cv.codec.shipped).
   c.codec = mlc.config_dict.placeholder(str)
   # 32 frames at stride 1 = 3.2 s of the 10 fps demo videos: about one step and a pause.
   c.data = common.clip_data_config(format="coin", train_split="training",

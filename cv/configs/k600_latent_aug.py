@@ -1,6 +1,6 @@
 """Augmentation network in the compressed space (`latent_aug`, paper §3.4, §4.5, App. B.4-B.5).
 
-Launch (demo data and the shipped CR-192 codec when nothing is configured):
+Launch (demo data and the shipped demo codec when nothing is configured):
   python -m cv.main --config=cv/configs/k600_latent_aug.py:aug=crop
   python -m cv.main --config=cv/configs/k600_latent_aug.py:aug=crop_flip   # crop + flip in one
   python -m cv.main --config=cv/configs/k600_latent_aug.py:aug=flip --config.codec=workdirs/k600_vq
@@ -65,7 +65,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c = common.base_config("latent_aug", total_steps=2000, log_every=50,
                          ckpt_every=200, eval_every=400)
   # Codec whose latents are augmented: shipped name (cr30 | cr192 | cr768 | demo), .cvcodec
-  # file or vq_codec workdir; unset = cr192 (cv.codec.shipped).
+  # file or vq_codec workdir; unset = demo (cv.codec.shipped).
   c.codec = mlc.config_dict.placeholder(str)
   c.aug = mlc.ConfigDict(dict(
       name=arg.aug,

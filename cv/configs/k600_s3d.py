@@ -1,6 +1,6 @@
 """S3D-G action classifier trained directly on neural codes (paper §3.3, §4.3; Tables 2, 4, 6).
 
-Launch (demo data and the shipped CR-192 codec when nothing is configured):
+Launch (demo data and the shipped demo codec when nothing is configured):
   python -m cv.main --config=cv/configs/k600_s3d.py                 # on codes (the default)
   python -m cv.main --config=cv/configs/k600_s3d.py:input=rgb       # the RGB baseline
   python -m cv.main --config=cv/configs/k600_s3d.py:input=recon     # on decoded codes (Table 6)
@@ -66,7 +66,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
                          ckpt_every=500, eval_every=500)
   c.input = arg.input
   # Shipped codec name (cr30 | cr192 | cr768 | demo), .cvcodec file or vq_codec workdir;
-  # unset = cr192 (cv.codec.shipped).
+  # unset = demo (cv.codec.shipped).
   c.codec = mlc.config_dict.placeholder(str)
   # 8 frames at stride 4 (~1.2 s of the 25 fps demo clips): enough camera motion per clip to tell
   # the demo classes apart on an 8x8 code grid.

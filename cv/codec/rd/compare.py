@@ -127,7 +127,7 @@ def neural_roundtrips(codec_path: str | None,
     return roundtrip
 
   # The first shipped codec ("demo") draws its own curve, so it can be measured in the same run
-  # as the CR-192 codec that replaced it (same rate, other key).
+  # as the real-footage CR-192 codec (same rate, other key).
   name = "ours-rvq" if codec.num_levels > 1 else "ours-demo" if codec_path == "demo" else "ours"
   out = {}
   for suffix, use_entropy in [("", False)] + ([("-ec", True)] if entropy else []):
