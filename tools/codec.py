@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
       print(f"{args.output}: {s['frames']} frames, {s['bytes']:,} bytes ({s['bpp']:.4f} bits/pixel, "
             f"CR {s['cr']:.1f} vs raw RGB; header+framing {100 * s['overhead']:.2f}%)")
     else:
-      codec = files.codec_for(args.input, args.codec)
+      codec = NeuralCodec.load(args.codec) if args.codec else None
       s = files.decompress(args.input, args.output, codec, progress=not args.quiet)
       print(f"{args.output}: {s['frames']} frames of {s['width']}x{s['height']} at {s['fps']} fps")
   except (UserError, ValueError, FileExistsError) as e:

@@ -183,24 +183,19 @@ def compress_stream(info: dict, chunks: Iterator[np.ndarray], dst: str, codec: N
               bpp=8 * size / max(1, header.num_frames * header.width * header.height))
 
 
-def codec_for(src: str, spec: str | None = None) -> NeuralCodec:
-  """The codec that decompresses `src`: `spec` (a path or shipped name) when given, otherwise
-  the shipped codec whose id the file records (so files written with any shipped codec, the old
-  demo codec included, decompress without naming it)."""
-  if spec:
-    return NeuralCodec.load(spec)
-  header, _ = read_cvz(src)
-  codec = NeuralCodec.shipped_with_id(header.codec_id)
-  if codec is None:
-    raise CodecError(f"{src}: compressed with codec {header.codec_id}, which is not one of the "
-                     f"shipped codecs; pass --codec with the codec file or vq_codec workdir that "
-                     f"wrote it")
-  return codec
+def iter_decompress(src: str, codec: NeuralCodec | None
+                    ) -> tuple[CvzHeader, Iterator[np.ndarray]]:
+  """Verifies `src` and the codec, then yields the original-size uint8 frames chunk by chunk.
 
-
-def iter_decompress(src: str, codec: NeuralCodec) -> tuple[CvzHeader, Iterator[np.ndarray]]:
-  """Verifies `src` and the codec, then yields the original-size uint8 frames chunk by chunk."""
+  `codec` None: the shipped codec whose id the file records (so files written with any shipped
+  codec, the old demo codec included, decompress without naming it)."""
   header, chunks = read_cvz(src)  # checks structure and checksum before any chunk is read
+  if codec is None:
+    codec = NeuralCodec.shipped_with_id(header.codec_id)
+    if codec is None:
+      raise CodecError(f"{src}: compressed with codec {header.codec_id}, which is not one of the "
+                       f"shipped codecs; pass --codec with the codec file or vq_codec workdir that "
+                       f"wrote it")
   if header.config_hash != codec.config_hash or header.codec_id != codec.codec_id:
     raise CodecError(f"{src}: compressed with codec {header.codec_id} (config {header.config_hash}) "
                      f"but the loaded codec is {codec.codec_id} (config {codec.config_hash}); pass "
@@ -219,8 +214,9 @@ def iter_decompress(src: str, codec: NeuralCodec) -> tuple[CvzHeader, Iterator[n
   return header, frames()
 
 
-def decompress(src: str, dst: str, codec: NeuralCodec, *, progress: bool = True) -> dict:
-  """Writes the reconstruction of `src` to `dst`: a video file (by extension) or a folder of PNGs."""
+def decompress(src: str, dst: str, codec: NeuralCodec | None, *, progress: bool = True) -> dict:
+  """Writes the reconstruction of `src` to `dst`: a video file (by extension) or a folder of PNGs
+  (`codec` None: the shipped codec that wrote it, as in `iter_decompress`)."""
   header, frames = iter_decompress(src, codec)
   bar = tqdm(total=header.num_frames, unit="frame", desc="decompress", disable=not progress)
 
