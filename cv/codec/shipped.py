@@ -4,9 +4,9 @@ file path or a `vq_codec` workdir.
 `demo` (the default: used whenever no codec is named) is the first shipped codec: CR 192, trained
 on 64x64 demo clips. `cr30`, `cr192` and `cr768` (nominal compression rates 32, 192 and 768 of a
 32x256x256 clip) are trained on the real-footage corpus (docs/footage.md). `cr192` is better than
-`demo` on real held-out video (docs/results.md) but not yet the default: classifiers on its codes
-of the demo data scored lower in the quickstart (docs/results.md, "Shipped codecs"), so the default
-moves when a CR-192 codec does both. `.cvz` files name their codec by id, and `shipped_with_id`
+`demo` on real held-out video (docs/results.md) but not yet the default: the quickstart's
+classifier on its codes is not yet shown, over several seeds, to do as well as on `demo`'s
+(docs/results.md, "Shipped codecs"). `.cvz` files name their codec by id, and `shipped_with_id`
 finds the shipped one that wrote a file.
 """
 from __future__ import annotations
