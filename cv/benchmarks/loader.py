@@ -4,7 +4,7 @@ What it measures: the training input pipeline of cv/configs/k600_s3d.py on the b
 dataset, twice, with the same clip spec, batch size, Grain threads and prefetch:
   rgb    video files -> `pipeline.LoadClip` (PyAV decode of a random window, resize, random
          crop) -> uint8 [B, T, H, W, 3];
-  codes  the same videos encoded once by the shipped demo codec into ArrayRecord code shards
+  codes  the same videos encoded once by the shipped default codec into ArrayRecord code shards
          (`code_cache.ensure_codes`) -> `code_clips.LoadCodeClip` (msgpack decode, random window
          and crop of the code grid) -> uint8 [B, T', H', W', K].
 For each: clips/s over --batches batches after --warmup batches (and the time to the first

@@ -1,6 +1,6 @@
 """Figure `step`: S3D train-step and inference time on codes vs RGB (and recon), at equal batch.
 
-What it measures: for each input of cv/configs/k600_s3d.py (`codes`: the demo codec's codes
+What it measures: for each input of cv/configs/k600_s3d.py (`codes`: the default codec's codes
 embedded with its frozen codebooks, fed to the S3D-G whose stem skips the strides the codec
 already applied; `rgb`: decoded frames; `recon`: the codes decoded back to pixels by the frozen
 codec inside the step, fed to the RGB model), the model, features, task and one real batch are

@@ -1,13 +1,13 @@
 """The codecs shipped in `cv/assets/`, by name: what `--codec` / `--config.codec` accept besides a
 file path or a `vq_codec` workdir.
 
-`demo` (the default: used whenever no codec is named) is the first shipped codec: CR 192, trained
-on 64x64 demo clips. `cr30`, `cr192` and `cr768` (nominal compression rates 32, 192 and 768 of a
-32x256x256 clip) are trained on the real-footage corpus (docs/footage.md). `cr192` is better than
-`demo` on real held-out video (docs/results.md) but not yet the default: the quickstart's
-classifier on its codes is not yet shown, over several seeds, to do as well as on `demo`'s
-(docs/results.md, "Shipped codecs"). `.cvz` files name their codec by id, and `shipped_with_id`
-finds the shipped one that wrote a file.
+`cr192` (the default: used whenever no codec is named), `cr30` and `cr768` (nominal compression
+rates 192, 32 and 768 of a 32x256x256 clip) are trained on the real-footage corpus
+(docs/footage.md). `demo` is the first shipped codec and the default until 2026-12-07: CR 192,
+trained on 64x64 demo clips; `cr192` is it fine-tuned on real footage, better on real held-out
+video and as good for the quickstart's classifier over four seeds (docs/results.md, "Shipped
+codecs"). `.cvz` files name their codec by id, and `shipped_with_id` finds the shipped one that
+wrote a file, so files written with `demo` as the default still decode without `--codec`.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ SHIPPED = {
     "cr768": "codec_cr768.cvcodec",
     "demo": "demo_codec_cr192.cvcodec",
 }
-DEFAULT = "demo"
+DEFAULT = "cr192"
 
 
 def path_of(name: str) -> str:
@@ -40,7 +40,7 @@ def resolve(spec: str | None) -> str:
 
 
 def describe(spec: str | None) -> str:
-  """How a codec argument reads in logs: 'demo (shipped default)', 'cr30 (shipped)' or the path."""
+  """How a codec argument reads in logs: 'cr192 (shipped default)', 'cr30 (shipped)' or the path."""
   if not spec:
     return f"{DEFAULT} (shipped default)"
   return f"{spec} (shipped)" if spec in SHIPPED else spec

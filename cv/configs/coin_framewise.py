@@ -1,6 +1,6 @@
 """Per-frame step classification of long COIN-format videos, on codes (paper §4.4, Table 3).
 
-Launch (the demo COIN videos and the shipped demo codec when nothing is configured):
+Launch (the demo COIN videos and the shipped default codec, cr192, when nothing is configured):
   python -m cv.main --config=cv/configs/coin_framewise.py                # on codes (default)
   python -m cv.main --config=cv/configs/coin_framewise.py:input=rgb      # the RGB baseline
   python -m cv.main --config=cv/configs/coin_framewise.py --config.data.root=/data/COIN \
@@ -32,9 +32,11 @@ accelerators, 16 windows per device (18.6 GiB each in float32: 40-80 GB A100/H10
 
 Expected result (demo data: 24 training / 8 test videos of 20-40 s at 10 fps, 8 camera-motion
 steps + background; 2 CPU cores): the default run generates and encodes the demo videos once
-(~1 min) and trains 1,500 steps in about 9 minutes to per-frame top-1 ~0.78 ± 0.15 over the test
-videos (measured 0.778; always predicting background scores 0.453), top-5 ~0.96; input=rgb
-reaches ~0.87 at 2.5x the time per step (docs/results.md table).
+(~1 min) and trains 1,500 steps in about 9 minutes to per-frame top-1 ~0.6-0.8 over the test
+videos (measured 0.778 ± 0.15; always predicting background scores 0.453), top-5 ~0.96; input=rgb
+reaches ~0.87 at 2.5x the time per step (docs/results.md table). Those figures are from the
+previous default codec, demo, on another day; side by side on one machine (2026-12-07) the
+default cr192 gave 0.612 and demo 0.629: the trajectory moves more between machines than codecs.
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
                          ckpt_every=500, eval_every=500)
   c.input = arg.input
   # Shipped codec name (cr30 | cr192 | cr768 | demo), .cvcodec file or vq_codec workdir;
-  # unset = demo (cv.codec.shipped).
+  # unset = cr192, the shipped default (cv.codec.shipped).
   c.codec = mlc.config_dict.placeholder(str)
   # 32 frames at stride 1 = 3.2 s of the 10 fps demo videos: about one step and a pause.
   c.data = common.clip_data_config(format="coin", train_split="training",

@@ -1,6 +1,6 @@
 """S3D-G action classifier trained directly on neural codes (paper §3.3, §4.3; Tables 2, 4, 6).
 
-Launch (demo data and the shipped demo codec when nothing is configured):
+Launch (demo data and the shipped default codec, cr192, when nothing is configured):
   python -m cv.main --config=cv/configs/k600_s3d.py                 # on codes (the default)
   python -m cv.main --config=cv/configs/k600_s3d.py:input=rgb       # the RGB baseline
   python -m cv.main --config=cv/configs/k600_s3d.py:input=recon     # on decoded codes (Table 6)
@@ -47,8 +47,10 @@ Without data.root it makes demo clips of 72 frames at 256x320 first (slow; meant
 
 Expected result (demo data, 8 classes, chance 0.125; 2 CPU cores): the default run encodes the
 demo dataset once (~30 s) and trains 2,000 steps in about 10 minutes to held-out top-1
-~0.55-0.7 (views averaged; measured 0.67-0.69 over 3 seeds on one machine, 0.55 and 0.62 over 2
-seeds on another: float differences between CPUs change the trajectory); input=rgb reaches
+~0.3-0.75, depending on the seed (views averaged; with the default codec cr192 measured 0.31,
+0.53, 0.71, 0.63 for seeds 0-3 on an AMD EPYC machine, and 0.34, 0.50, 0.70, 0.75 with the
+previous default `demo`; `demo` gave 0.67-0.69 over 3 seeds on another machine: float
+differences between CPUs change the trajectory); input=rgb reaches
 ~0.7 (measured 0.72) at 3.6x the time per step (`tools/bench.py step`). The codec sets the gap:
 the previous 23 dB demo codec gave 0.46-0.57. See the tables in docs/results.md.
 """
@@ -66,7 +68,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
                          ckpt_every=500, eval_every=500)
   c.input = arg.input
   # Shipped codec name (cr30 | cr192 | cr768 | demo), .cvcodec file or vq_codec workdir;
-  # unset = demo (cv.codec.shipped).
+  # unset = cr192, the shipped default (cv.codec.shipped).
   c.codec = mlc.config_dict.placeholder(str)
   # 8 frames at stride 4 (~1.2 s of the 25 fps demo clips): enough camera motion per clip to tell
   # the demo classes apart on an 8x8 code grid.

@@ -13,6 +13,8 @@ Smoke size (tests): --config=cv/configs/k600_vq.py:cr=192,smoke
 `footage` trains on a real-footage corpus (docs/footage.md): 2-frame 128x128 crops taken at the
 clips' own resolution from 8 different clips per batch, evaluated on 16-frame crops of the
 held-out real shots (carphone, bikes 137-186); 20k steps, checkpoints every 250.
+`--config.data.min_scale=0.5` area-shrinks each training clip by a random factor in [0.5, 1]
+first (a scale jitter toward frames shrunk before coding).
 The real-footage codecs shipped by name (cv/codec/shipped.py) are `footage` runs: cr=192
 fine-tuned from the demo codec (`--config.init_from=demo --config.optim.lr=3e-4
 --config.optim.warmup_steps=100 --config.total_steps=3000`, 44 min on one CPU core: 23.95 dB on
@@ -137,6 +139,9 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     # (with 1 frame it would only ever see copies of the frame itself).
     c.data.update(format="footage", num_frames=2, stride=1, short_side=128, crop=128)
     c.data.eval_num_frames = 16
+    # Scale jitter: < 1 shrinks each training clip by a random factor in [min_scale, 1] before
+    # cropping (toward the area-shrunk frames a codec meets when whole frames are coded small).
+    c.data.min_scale = 1.0
     c.eval_batch_size = 8
     c.total_steps, c.log_every, c.ckpt_every, c.eval_every = 20000, 50, 250, 1000
     c.optim.warmup_steps = 500

@@ -1,6 +1,6 @@
 """Past-Future on long continuous walks, trained on codes (paper §4.6, Appendix D).
 
-Launch (demo walks and the shipped demo codec when nothing is configured):
+Launch (demo walks and the shipped default codec, cr192, when nothing is configured):
   python -m cv.main --config=cv/configs/walkingtours_past_future.py               # memory=slot
   python -m cv.main --config=cv/configs/walkingtours_past_future.py:memory=lstm
   python -m cv.main --config=cv/configs/walkingtours_past_future.py:memory=none
@@ -53,7 +53,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
                          ckpt_every=100, eval_every=100)
   c.input = "codes"
   # Shipped codec name (cr30 | cr192 | cr768 | demo), .cvcodec file or vq_codec workdir;
-  # unset = demo (cv.codec.shipped).
+  # unset = cr192, the shipped default (cv.codec.shipped).
   c.codec = mlc.config_dict.placeholder(str)
   c.data = common.clip_data_config(format="walking_tours", train_split="train",
                                      eval_split="test", stride=5, short_side=64, crop=64,

@@ -97,7 +97,8 @@ def clip_loader(data: mlc.ConfigDict, spec: pipeline.ClipSpec, *, train: bool
   `short_side`, then cropped (`pipeline.LoadClip`)."""
   if data.format == "footage":
     from cv.data import footage  # pylint: disable=g-import-not-at-top
-    return footage.LoadNativeClip(spec, train=train, strict=data.strict)
+    return footage.LoadNativeClip(spec, train=train, strict=data.strict,
+                                  min_scale=data.get("min_scale", 1.0))
   return pipeline.LoadClip(spec, train=train, strict=data.strict)
 
 
