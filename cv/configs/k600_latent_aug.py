@@ -52,7 +52,8 @@ for flip and brightness (measured 0.900 and 0.900), 0.93 for saturation; for cro
 raw pixel target T(x, p) every method is capped by the codec's own quality (demo codec: SSIM
 ~0.66); there the learned augmentation matches or beats decode -> augment -> encode. With the
 default codec cr192 (since 2026-12-07; the figures above are the previous default, demo): crop
-0.822, flip 0.904, each slightly above demo's. The docs/results.md tables have every figure.
+0.822, flip 0.904, brightness 0.902, each slightly above demo's. The docs/results.md tables
+have every figure.
 """
 from __future__ import annotations
 
