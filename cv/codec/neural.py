@@ -2,7 +2,7 @@
 
 A codec file (`.cvcodec`, msgpack) holds the model config, the parameters, the VQ codebooks and the
 code frequencies measured on its training data (for entropy coding). `NeuralCodec.load()` without a
-path loads the default codec shipped in `cv/assets/` (`demo`, CR 192); `from_workdir` loads the
+path loads the default codec shipped in `cv/assets/` (`cr192`); `from_workdir` loads the
 newest checkpoint of a `vq_codec` run; a shipped codec name (`demo`, `cr30`, `cr192`, `cr768`:
 cv.codec.shipped) loads that asset. Encoding works on any frame size and clip length: frames are
 edge-padded to multiples of the codec's downsampling and cut into fixed-size chunks (one compiled
