@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from cv.data import pipeline, transforms, video
+from cv.lib.errors import ConfigError
 
 
 class LoadNativeClip(pipeline.LoadClip):
@@ -27,7 +28,7 @@ class LoadNativeClip(pipeline.LoadClip):
   def __init__(self, spec: pipeline.ClipSpec, *, train: bool, strict: bool = False,
                min_scale: float = 1.0):
     if not 0.0 < min_scale <= 1.0:
-      raise ValueError(f"LoadNativeClip: min_scale (config.data.min_scale) must be in (0, 1], got "
+      raise ConfigError(f"LoadNativeClip: min_scale (config.data.min_scale) must be in (0, 1], got "
                        f"{min_scale}; 1 turns the scale jitter off")
     super().__init__(spec, train=train, strict=strict)
     self.min_scale = min_scale
