@@ -233,6 +233,17 @@ def test_config_reads_footage_through_the_normal_data_path(built):
   ex = load(reps["train"].records[0], np.random.default_rng(1))
   assert ex["video"].shape == (c.data.num_frames, c.data.crop, c.data.crop, 3)
 
+  # Evaluation crops keep their own size whatever the training crop, so runs trained on other
+  # crops are measured on the same held-out pixels.
+  c.data.crop = 16
+  train_spec = datasets.clip_spec(c.data)
+  spec = datasets.eval_clip_spec(c.data, train_spec)
+  assert (spec.crop, spec.num_frames) == (c.data.eval_crop, c.data.eval_num_frames) != (16, 2)
+  ex = datasets.clip_loader(c.data, spec, train=False)(reps["train"].records[0], None)
+  assert ex["video"].shape == (c.data.eval_num_frames, c.data.eval_crop, c.data.eval_crop, 3)
+  assert datasets.clip_loader(c.data, train_spec, train=True)(
+      reps["train"].records[0], np.random.default_rng(1))["video"].shape[1:3] == (16, 16)
+
 
 @pytest.mark.slow
 def test_codec_trains_on_footage_through_main(tmp_path):

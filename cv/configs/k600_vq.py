@@ -139,6 +139,9 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     # (with 1 frame it would only ever see copies of the frame itself).
     c.data.update(format="footage", num_frames=2, stride=1, short_side=128, crop=128)
     c.data.eval_num_frames = 16
+    # Evaluated on 128x128 centre crops whatever the training crop (data.crop), so runs that
+    # train on other crop sizes are measured on the same held-out pixels.
+    c.data.eval_crop = 128
     # Scale jitter: < 1 shrinks each training clip by a random factor in [min_scale, 1] before
     # cropping (toward the area-shrunk frames a codec meets when whole frames are coded small).
     c.data.min_scale = 1.0
@@ -172,7 +175,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     c.data.demo = dict(seed=0, train_per_class=2, validate_per_class=1, num_frames=12,
                        height=48, width=64)
     if arg.footage:
-      c.data.num_frames, c.data.eval_num_frames = 2, 4
+      c.data.num_frames, c.data.eval_num_frames, c.data.eval_crop = 2, 4, 32
       c.data.demo = dict(seed=0, photo_clips=3, video_clips=1, num_frames=6, max_size=128,
                          skimage_photos=("astronaut", "chelsea"), package_extras=False)
     if arg.paper:  # the recipe's code paths at 1/8 the clip side: frames at stride 2, 32x32

@@ -82,8 +82,7 @@ def clip_sources(data: mlc.ConfigDict) -> tuple[sources.SourceReport, sources.So
   pipeline.check_usable(train.records, pipeline.LoadClip(spec, train=True).preflight,
                         what=f"training split {data.train_split!r} of {root}", spec=spec,
                         sample=sample)
-  # Evaluation clips may be longer than training clips (data.eval_num_frames).
-  spec = dataclasses.replace(spec, num_frames=data.get("eval_num_frames") or spec.num_frames)
+  spec = eval_clip_spec(data, spec)
   pipeline.check_usable(evals.records, pipeline.LoadClip(spec, train=False).preflight,
                         what=f"evaluation split {data.eval_split!r} of {root}", spec=spec,
                         sample=sample)
@@ -105,3 +104,12 @@ def clip_loader(data: mlc.ConfigDict, spec: pipeline.ClipSpec, *, train: bool
 def clip_spec(data: mlc.ConfigDict) -> pipeline.ClipSpec:
   return pipeline.ClipSpec(num_frames=data.num_frames, stride=data.stride,
                            target_fps=data.target_fps, short_side=data.short_side, crop=data.crop)
+
+
+def eval_clip_spec(data: mlc.ConfigDict, spec: pipeline.ClipSpec) -> pipeline.ClipSpec:
+  """The evaluation clip of a training `spec`: `data.eval_num_frames` frames and `data.eval_crop`
+  pixels square where set. Per-frame codecs train on short, small crops from many videos per
+  batch and are measured on longer crops of whole held-out shots, at a fixed size so that runs
+  with different training crops are measured on the same pixels."""
+  return dataclasses.replace(spec, num_frames=data.get("eval_num_frames") or spec.num_frames,
+                             crop=data.get("eval_crop") or spec.crop)

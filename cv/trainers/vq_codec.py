@@ -8,7 +8,6 @@ tensor shape and logged.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
@@ -156,10 +155,9 @@ def make_task(config: mlc.ConfigDict, model: VQVAE, train_records: list[dict],
     return scores, counts, recon
 
   # Footage corpora are cropped at their own resolution (datasets.clip_loader). Evaluation may
-  # use longer clips than training (`data.eval_num_frames`): per-frame codecs train on short
-  # clips from many videos per batch, and are measured on whole held-out shots.
+  # use longer and larger clips than training (`data.eval_num_frames`, `data.eval_crop`).
   load = datasets.clip_loader(data, spec, train=True)
-  eval_spec = dataclasses.replace(spec, num_frames=data.get("eval_num_frames") or spec.num_frames)
+  eval_spec = datasets.eval_clip_spec(data, spec)
   eval_load = datasets.clip_loader(data, eval_spec, train=False)
   rates = rate_report(model, clip_shape)
 
