@@ -31,7 +31,7 @@ def codec():
 
 
 @pytest.mark.parametrize("name,cr", [("cr30", 32.0), ("cr192", 192.0), ("cr768", 768.0),
-                                     ("demo", 192.0)])
+                                     ("cr30v1", 32.0), ("demo", 192.0)])
 def test_shipped_codecs_load_by_name_with_their_rate_and_frequencies(name, cr):
   codec = NeuralCodec.load(name)
   assert codec.nominal_cr() == pytest.approx(cr)
@@ -42,19 +42,20 @@ def test_shipped_codecs_load_by_name_with_their_rate_and_frequencies(name, cr):
 def test_default_codec_is_the_named_default_and_a_bad_name_lists_the_names(codec):
   assert codec.codec_id == NeuralCodec.load(shipped.DEFAULT).codec_id
   ids = {NeuralCodec.load(name).codec_id for name in shipped.SHIPPED}
-  assert len(ids) == len(shipped.SHIPPED)  # four different codecs, not copies
-  with pytest.raises(CodecError, match=r"cr193: codec file not found.*cr30, cr192, cr768, demo"):
+  assert len(ids) == len(shipped.SHIPPED)  # different codecs, not copies
+  with pytest.raises(CodecError,
+                     match=r"cr193: codec file not found.*cr30, cr192, cr768, cr30v1, demo"):
     NeuralCodec.load("cr193")
 
 
 def test_decompress_finds_the_shipped_codec_that_wrote_the_file(tmp_path, codec, capsys):
-  """A file names its codec by id: one written with any shipped codec (the old demo codec
+  """A file names its codec by id: one written with any shipped codec (the earlier ones
   included) decompresses without --codec; one written with another codec needs --codec."""
   import jax
   from cv_tools import codec as codec_tool
   src = str(tmp_path / "clip.mp4")
   helpers.write_clip(src, n=8, h=40, w=48)
-  for name in ("demo", "cr30"):
+  for name in ("demo", "cr30v1", "cr30"):
     cvz, out = str(tmp_path / f"{name}.cvz"), str(tmp_path / f"{name}.mp4")
     assert codec_tool.main(["compress", src, cvz, "--codec", name, "--quiet"]) == 0
     assert read_cvz(cvz)[0].codec_id == NeuralCodec.load(name).codec_id
@@ -286,9 +287,10 @@ def test_compare_codecs_measures_every_rate_of_a_residual_codec(tmp_path):
     sizes.append(size)
   # Each level adds one index per code position (8 bits at N=256): the files grow by that.
   assert sizes[1] - sizes[0] == sizes[2] - sizes[1] == np.prod(codec.code_shape(8, 32, 32, 1))
-  # The first shipped codec has its own curve, so it can be measured beside its CR-192 successor.
-  assert (set(compare.neural_codecs(["cr192", "demo", path]))
-          == {"ours/cr192", "ours-demo/cr192", *roundtrips})
+  # The earlier shipped codecs have their own curves, so they can be measured beside their
+  # successors.
+  assert (set(compare.neural_codecs(["cr192", "demo", "cr30", "cr30v1", path]))
+          == {"ours/cr192", "ours-demo/cr192", "ours/cr32", "ours-cr30v1/cr32", *roundtrips})
   with pytest.raises(CodecError, match="already measured"):
     compare.neural_codecs([path, path])
 

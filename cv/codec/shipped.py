@@ -3,11 +3,13 @@ file path or a `vq_codec` workdir.
 
 `cr192` (the default: used whenever no codec is named), `cr30` and `cr768` (nominal compression
 rates 192, 32 and 768 of a 32x256x256 clip) are trained on the real-footage corpus
-(docs/footage.md). `demo` is the first shipped codec and the default until 2026-12-07: CR 192,
-trained on 64x64 demo clips; `cr192` is it fine-tuned on real footage, better on real held-out
-video and as good for the quickstart's classifier over four seeds (docs/results.md, "Shipped
-codecs"). `.cvz` files name their codec by id, and `shipped_with_id` finds the shipped one that
-wrote a file, so files written with `demo` as the default still decode without `--codec`.
+(docs/footage.md). Earlier codecs stay shipped by name (`LEGACY`): `demo`, the first shipped
+codec and the default until 2026-12-07 (CR 192, trained on 64x64 demo clips; `cr192` is it
+fine-tuned on real footage, better on real held-out video and as good for the quickstart's
+classifier over four seeds: docs/results.md, "Shipped codecs"), and `cr30v1`, the first CR 30
+(2,000 steps), which the current `cr30` continues. `.cvz` files name their codec by id, and
+`shipped_with_id` finds the shipped one that wrote a file, so files written with an earlier codec
+still decode without `--codec`.
 """
 from __future__ import annotations
 
@@ -19,9 +21,13 @@ SHIPPED = {
     "cr30": "codec_cr30.cvcodec",
     "cr192": "codec_cr192.cvcodec",
     "cr768": "codec_cr768.cvcodec",
+    "cr30v1": "codec_cr30v1.cvcodec",
     "demo": "demo_codec_cr192.cvcodec",
 }
 DEFAULT = "cr192"
+# Earlier codecs kept by name so that the files they wrote decode and so they can be measured
+# beside their successors (cv.codec.rd.compare labels them "ours-<name>").
+LEGACY = ("cr30v1", "demo")
 
 
 def path_of(name: str) -> str:

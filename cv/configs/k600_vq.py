@@ -19,8 +19,10 @@ The real-footage codecs shipped by name (cv/codec/shipped.py) are `footage` runs
 fine-tuned from the demo codec (`--config.init_from=demo --config.optim.lr=3e-4
 --config.optim.warmup_steps=100 --config.total_steps=3000`, 44 min on one CPU core: 23.95 dB on
 the held-out crops) and cr=30 / cr=768 from scratch (`--config.optim.warmup_steps=200
---config.total_steps=2000`; cr=30: 35 min, 26.56 dB; cr=768: 42 min, 19.21 dB); commands and
-figures in docs/footage.md and docs/results.md.
+--config.total_steps=2000`; cr=30: 35 min, 26.56 dB; cr=768: 42 min, 19.21 dB); cr=30 then
+continued from that run for 6,000 steps (`--config.init_from=<its workdir>`, 2 h: 29.37 dB);
+commands and figures in docs/footage.md and docs/results.md. `--config.data.eval_crop` (128) is
+the size of the held-out crops, whatever `data.crop` a run trains on.
 
 Arguments: cr = 30 | 90 | 180 | 192 | 236 | 384 | 475 | 768 picks the rate (paper Tables 1, 5);
 tc = 1 | 2 compresses time too (2x4x4 patches; the number of codebooks doubles so the nominal CR

@@ -101,8 +101,8 @@ def neural_roundtrips(codec_path: str | None,
                       entropy: bool = False) -> dict[str, classic.RoundTrip]:
   """"ours/cr<rate>" -> (frames -> (bytes of a real .cvz file, decoded frames)) for one codec;
   a residual-quantisation codec gives one entry per rate it serves (its first 1..L levels),
-  named "ours-rvq/cr<rate>" so that its rates form their own rate-distortion curve; the shipped
-  `demo` codec is "ours-demo/cr192".
+  named "ours-rvq/cr<rate>" so that its rates form their own rate-distortion curve; an earlier
+  codec kept in `cv/assets/` (`shipped.LEGACY`) is "ours-<name>/cr<rate>".
 
   With `entropy`, every rate is measured a second time with its indices range-coded by the
   codec's stored code frequencies ("ours-ec/...", "ours-rvq-ec/..."): same reconstruction, the
@@ -126,9 +126,10 @@ def neural_roundtrips(codec_path: str | None,
         return size, np.concatenate(list(chunks))
     return roundtrip
 
-  # The first shipped codec ("demo") draws its own curve, so it can be measured in the same run
-  # as the real-footage CR-192 codec (same rate, other key).
-  name = "ours-rvq" if codec.num_levels > 1 else "ours-demo" if codec_path == "demo" else "ours"
+  # An earlier shipped codec ("demo", "cr30v1") draws its own curve, so it can be measured in the
+  # same run as the codec that replaced it (same rate, other key).
+  name = ("ours-rvq" if codec.num_levels > 1 else
+          f"ours-{codec_path}" if codec_path in shipped.LEGACY else "ours")
   out = {}
   for suffix, use_entropy in [("", False)] + ([("-ec", True)] if entropy else []):
     for lv in range(1, codec.num_levels + 1):
