@@ -37,6 +37,7 @@ def test_shipped_codecs_load_by_name_with_their_rate_and_frequencies(name, cr):
   assert codec.nominal_cr() == pytest.approx(cr)
   assert codec.code_counts is not None and codec.code_counts.sum() > 0
   assert os.path.getsize(shipped.path_of(name)) <= 10 * 2**20
+  assert shipped.recorded_ids()[name] == codec.codec_id  # the id table matches the asset
 
 
 def test_default_codec_is_the_named_default_and_a_bad_name_lists_the_names(codec):
@@ -71,6 +72,29 @@ def test_decompress_finds_the_shipped_codec_that_wrote_the_file(tmp_path, codec,
   assert (f"compressed with codec {other.codec_id}, which is not one of the shipped"
           in capsys.readouterr().err)
   assert codec_tool.main(["decompress", cvz, out, "--codec", other_path, "--quiet"]) == 0
+
+
+def test_shipped_with_id_loads_only_the_recorded_codec(tmp_path, monkeypatch):
+  """A .cvz id is looked up in the id table: one codec file is loaded, an unknown id loads none,
+  and exporting over an asset (record_id) rewrites its entry; a stale entry is named."""
+  import shutil
+  loads = []
+  real_load = NeuralCodec.load.__func__
+  monkeypatch.setattr(NeuralCodec, "load",
+                      classmethod(lambda cls, p=None: loads.append(p) or real_load(cls, p)))
+  demo_id = shipped.recorded_ids()["demo"]
+  assert NeuralCodec.shipped_with_id(demo_id).codec_id == demo_id
+  assert loads == ["demo"]
+  assert NeuralCodec.shipped_with_id("0" * 16) is None and loads == ["demo"]
+  assert shipped.record_id(str(tmp_path / "mine.cvcodec"), "x") is None  # not an asset
+  monkeypatch.setattr(shipped, "ASSETS", str(tmp_path))
+  shutil.copy(os.path.join(helpers.ROOT, "cv", "assets", shipped.SHIPPED["cr30"]),
+              shipped.path_of("cr30"))
+  assert shipped.recorded_ids() == {}
+  assert shipped.record_id(shipped.path_of("cr30"), "abc") == "cr30"
+  assert shipped.recorded_ids() == {"cr30": "abc"} and shipped.name_of_id("abc") == "cr30"
+  with pytest.raises(CodecError, match=r"shipped_ids.json records abc for cr30, but .* has id "):
+    NeuralCodec.shipped_with_id("abc")
 
 
 def test_compress_decompress_real_mp4_cli(tmp_path, codec):

@@ -13,6 +13,7 @@ import ml_collections as mlc
 import numpy as np
 from tqdm import tqdm
 
+from cv.codec import shipped
 from cv.codec.neural import NeuralCodec
 from cv.data import datasets
 from cv.lib import metrics
@@ -37,7 +38,8 @@ def measure_counts(codec: NeuralCodec, config: mlc.ConfigDict, max_clips: int,
 def export_workdir(workdir: str, out: str, step: int | None = None, max_clips: int = 512,
                    progress: bool = True) -> NeuralCodec:
   """Writes the codec of `workdir` (newest or given checkpoint) to `out` with its code
-  frequencies and the run's last evaluation; returns it."""
+  frequencies and the run's last evaluation; returns it. Writing over a shipped asset records its
+  new id (cv.codec.shipped.record_id), so files it writes decompress without --codec."""
   codec = NeuralCodec.from_workdir(workdir, step)
   with open(os.path.join(workdir, "config.json")) as f:
     config = mlc.ConfigDict(json.load(f))
@@ -48,4 +50,5 @@ def export_workdir(workdir: str, out: str, step: int | None = None, max_clips: i
       m = json.load(f)
     codec.info["eval"] = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("eval/")}
   codec.save(out)
+  shipped.record_id(out, codec.codec_id)
   return codec

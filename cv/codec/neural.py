@@ -242,13 +242,17 @@ class NeuralCodec:
   @classmethod
   def shipped_with_id(cls, codec_id: str) -> "NeuralCodec | None":
     """The shipped codec whose `codec_id` is `codec_id` (the id a `.cvz` header records), or
-    None: lets a file written with any shipped codec decompress without naming it."""
-    for name in shipped.SHIPPED:
-      if os.path.exists(shipped.path_of(name)):
-        codec = cls.load(name)
-        if codec.codec_id == codec_id:
-          return codec
-    return None
+    None: lets a file written with any shipped codec decompress without naming it. Loads only
+    the codec the id table names (cv.codec.shipped)."""
+    name = shipped.name_of_id(codec_id)
+    if name is None or not os.path.exists(shipped.path_of(name)):
+      return None
+    codec = cls.load(name)
+    if codec.codec_id != codec_id:
+      raise CodecError(f"{os.path.join(shipped.ASSETS, shipped.IDS_FILE)} records {codec_id} for "
+                       f"{name}, but {shipped.path_of(name)} has id {codec.codec_id}; the asset "
+                       f"was replaced without tools/export_codec.py: re-export it, or pass --codec")
+    return codec
 
   @classmethod
   def from_workdir(cls, workdir: str, step: int | None = None) -> "NeuralCodec":

@@ -9,11 +9,16 @@ fine-tuned on real footage, better on real held-out video and as good for the qu
 classifier over four seeds: docs/results.md, "Shipped codecs"), and `cr30v1`, the first CR 30
 (2,000 steps), which the current `cr30` continues. `.cvz` files name their codec by id, and
 `shipped_with_id` finds the shipped one that wrote a file, so files written with an earlier codec
-still decode without `--codec`.
+still decode without `--codec`. It looks the id up in `cv/assets/shipped_ids.json` (name -> codec
+id) and loads that one codec; exporting over a shipped asset (`tools/export_codec.py --out
+cv/assets/...`) rewrites the entry (`record_id`), and a test checks the table against the files.
 """
 from __future__ import annotations
 
+import json
 import os
+
+from cv.lib import fileio
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
 
@@ -28,6 +33,9 @@ DEFAULT = "cr192"
 # Earlier codecs kept by name so that the files they wrote decode and so they can be measured
 # beside their successors (cv.codec.rd.compare labels them "ours-<name>").
 LEGACY = ("cr30v1", "demo")
+
+
+IDS_FILE = "shipped_ids.json"
 
 
 def path_of(name: str) -> str:
@@ -50,3 +58,35 @@ def describe(spec: str | None) -> str:
   if not spec:
     return f"{DEFAULT} (shipped default)"
   return f"{spec} (shipped)" if spec in SHIPPED else spec
+
+
+def _ids_path() -> str:
+  return os.path.join(ASSETS, IDS_FILE)
+
+
+def recorded_ids() -> dict[str, str]:
+  """The id table: shipped name -> codec id of its asset file ({} when there is none)."""
+  try:
+    with open(_ids_path()) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return {}
+
+
+def name_of_id(codec_id: str) -> str | None:
+  """The shipped name whose recorded codec id is `codec_id`, or None."""
+  return next((name for name, i in recorded_ids().items() if i == codec_id and name in SHIPPED),
+              None)
+
+
+def record_id(path: str, codec_id: str) -> str | None:
+  """After a codec is written to `path`: if that is a shipped asset file, records its id under
+  the asset's name (atomically) and returns the name; any other path is left alone (None)."""
+  real = os.path.realpath(path)
+  name = next((n for n in SHIPPED if os.path.realpath(path_of(n)) == real), None)
+  if name is None:
+    return None
+  ids = recorded_ids()
+  ids[name] = codec_id
+  fileio.write_json(_ids_path(), {n: ids[n] for n in SHIPPED if n in ids})
+  return name
