@@ -249,7 +249,7 @@ class NeuralCodec:
       return None
     codec = cls.load(name)
     if codec.codec_id != codec_id:
-      raise CodecError(f"{os.path.join(shipped.ASSETS, shipped.IDS_FILE)} records {codec_id} for "
+      raise CodecError(f"{shipped.ids_path()} records {codec_id} for "
                        f"{name}, but {shipped.path_of(name)} has id {codec.codec_id}; the asset "
                        f"was replaced without tools/export_codec.py: re-export it, or pass --codec")
     return codec

@@ -21,6 +21,7 @@ import os
 from cv.lib import fileio
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
+IDS_FILE = "shipped_ids.json"  # name -> codec id of each asset (see shipped_with_id above)
 
 SHIPPED = {
     "cr30": "codec_cr30.cvcodec",
@@ -33,9 +34,6 @@ DEFAULT = "cr192"
 # Earlier codecs kept by name so that the files they wrote decode and so they can be measured
 # beside their successors (cv.codec.rd.compare labels them "ours-<name>").
 LEGACY = ("cr30v1", "demo")
-
-
-IDS_FILE = "shipped_ids.json"
 
 
 def path_of(name: str) -> str:
@@ -60,14 +58,16 @@ def describe(spec: str | None) -> str:
   return f"{spec} (shipped)" if spec in SHIPPED else spec
 
 
-def _ids_path() -> str:
+def ids_path() -> str:
+  """The id table's file (under ASSETS, which tests may point elsewhere)."""
   return os.path.join(ASSETS, IDS_FILE)
 
 
 def recorded_ids() -> dict[str, str]:
-  """The id table: shipped name -> codec id of its asset file ({} when there is none)."""
+  """The id table: shipped name -> codec id of its asset file ({} when there is none; a table
+  that is not JSON raises ValueError)."""
   try:
-    with open(_ids_path()) as f:
+    with open(ids_path()) as f:
       return json.load(f)
   except FileNotFoundError:
     return {}
@@ -88,5 +88,5 @@ def record_id(path: str, codec_id: str) -> str | None:
     return None
   ids = recorded_ids()
   ids[name] = codec_id
-  fileio.write_json(_ids_path(), {n: ids[n] for n in SHIPPED if n in ids})
+  fileio.write_json(ids_path(), {n: ids[n] for n in SHIPPED if n in ids})
   return name
