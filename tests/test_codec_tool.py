@@ -95,6 +95,10 @@ def test_shipped_with_id_loads_only_the_recorded_codec(tmp_path, monkeypatch):
   assert shipped.recorded_ids() == {"cr30": "abc"} and shipped.name_of_id("abc") == "cr30"
   with pytest.raises(CodecError, match=r"shipped_ids.json records abc for cr30, but .* has id "):
     NeuralCodec.shipped_with_id("abc")
+  with open(shipped.ids_path(), "w") as f:
+    f.write("{not json")
+  with pytest.raises(CodecError, match=r"shipped_ids.json: not a JSON id table .* git checkout"):
+    NeuralCodec.shipped_with_id("abc")
 
 
 def test_compress_decompress_real_mp4_cli(tmp_path, codec):

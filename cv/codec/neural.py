@@ -244,7 +244,11 @@ class NeuralCodec:
     """The shipped codec whose `codec_id` is `codec_id` (the id a `.cvz` header records), or
     None: lets a file written with any shipped codec decompress without naming it. Loads only
     the codec the id table names (cv.codec.shipped)."""
-    name = shipped.name_of_id(codec_id)
+    try:
+      name = shipped.name_of_id(codec_id)
+    except ValueError as e:
+      raise CodecError(f"{shipped.ids_path()}: not a JSON id table ({e}); restore it with git "
+                       f"checkout, or pass --codec") from None
     if name is None or not os.path.exists(shipped.path_of(name)):
       return None
     codec = cls.load(name)
