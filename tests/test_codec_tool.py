@@ -31,7 +31,7 @@ def codec():
 
 
 @pytest.mark.parametrize("name,cr", [("cr30", 32.0), ("cr192", 192.0), ("cr768", 768.0),
-                                     ("cr30v1", 32.0), ("demo", 192.0)])
+                                     ("cr30v1", 32.0), ("cr768v1", 768.0), ("demo", 192.0)])
 def test_shipped_codecs_load_by_name_with_their_rate_and_frequencies(name, cr):
   codec = NeuralCodec.load(name)
   assert codec.nominal_cr() == pytest.approx(cr)
@@ -45,7 +45,7 @@ def test_default_codec_is_the_named_default_and_a_bad_name_lists_the_names(codec
   ids = {NeuralCodec.load(name).codec_id for name in shipped.SHIPPED}
   assert len(ids) == len(shipped.SHIPPED)  # different codecs, not copies
   with pytest.raises(CodecError,
-                     match=r"cr193: codec file not found.*cr30, cr192, cr768, cr30v1, demo"):
+                     match=r"cr193: codec file not found.*cr30, cr192, cr768, cr30v1, cr768v1, demo"):
     NeuralCodec.load("cr193")
 
 
@@ -56,7 +56,7 @@ def test_decompress_finds_the_shipped_codec_that_wrote_the_file(tmp_path, codec,
   from cv_tools import codec as codec_tool
   src = str(tmp_path / "clip.mp4")
   helpers.write_clip(src, n=8, h=40, w=48)
-  for name in ("demo", "cr30v1", "cr30"):
+  for name in ("demo", "cr30v1", "cr768v1", "cr30"):
     cvz, out = str(tmp_path / f"{name}.cvz"), str(tmp_path / f"{name}.mp4")
     assert codec_tool.main(["compress", src, cvz, "--codec", name, "--quiet"]) == 0
     assert read_cvz(cvz)[0].codec_id == NeuralCodec.load(name).codec_id

@@ -6,8 +6,9 @@ rates 192, 32 and 768 of a 32x256x256 clip) are trained on the real-footage corp
 (docs/footage.md). Earlier codecs stay shipped by name (`LEGACY`): `demo`, the first shipped
 codec and the default until 2026-12-07 (CR 192, trained on 64x64 demo clips; `cr192` is it
 fine-tuned on real footage, better on real held-out video and as good for the quickstart's
-classifier over four seeds: docs/results.md, "Shipped codecs"), and `cr30v1`, the first CR 30
-(2,000 steps), which the current `cr30` continues. `.cvz` files name their codec by id, and
+classifier over four seeds: docs/results.md, "Shipped codecs"), `cr30v1`, the first CR 30
+(2,000 steps), which the current `cr30` continues, and `cr768v1`, the first CR 768 (2,000 steps),
+which the current `cr768` continues. `.cvz` files name their codec by id, and
 `shipped_with_id` finds the shipped one that wrote a file, so files written with an earlier codec
 still decode without `--codec`. It looks the id up in `cv/assets/shipped_ids.json` (name -> codec
 id) and loads that one codec; exporting over a shipped asset (`tools/export_codec.py --out
@@ -28,12 +29,13 @@ SHIPPED = {
     "cr192": "codec_cr192.cvcodec",
     "cr768": "codec_cr768.cvcodec",
     "cr30v1": "codec_cr30v1.cvcodec",
+    "cr768v1": "codec_cr768v1.cvcodec",
     "demo": "demo_codec_cr192.cvcodec",
 }
 DEFAULT = "cr192"
 # Earlier codecs kept by name so that the files they wrote decode and so they can be measured
 # beside their successors (cv.codec.rd.compare labels them "ours-<name>").
-LEGACY = ("cr30v1", "demo")
+LEGACY = ("cr30v1", "cr768v1", "demo")
 
 
 def path_of(name: str) -> str:
