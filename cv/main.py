@@ -17,7 +17,11 @@ import pkgutil
 import re
 import sys
 
-from absl import app, flags, logging
+from cv.lib import tf_env
+
+tf_env.quiet_tensorflow()  # before anything imports TensorFlow
+
+from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. cv/configs/k600_vq.py:cr=192",

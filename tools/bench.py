@@ -89,11 +89,12 @@ of jitted code are means over --repeats calls after a warm-up call (which compil
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from cv.lib import tf_env  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+tf_env.quiet_tensorflow()  # before anything imports TensorFlow
 
 from cv.benchmarks import FIGURES  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cv.benchmarks.common import log  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -23,7 +23,9 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from cv.lib import tf_env  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+tf_env.quiet_tensorflow()  # before anything imports TensorFlow
 
 
 def main(argv: list[str] | None = None) -> int:

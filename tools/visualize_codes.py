@@ -24,7 +24,9 @@ import sys
 from typing import Sequence
 
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from cv.lib import tf_env  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+tf_env.quiet_tensorflow()  # before anything imports TensorFlow
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
