@@ -46,6 +46,7 @@ import sys
 import time
 from typing import Sequence
 
+from cv.codec import shipped
 from cv.codec.neural import CodecError
 from cv.codec.rd import compare
 from cv.data import video
@@ -76,9 +77,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                            "entropy-coded CR-192 files")
   parser.add_argument("--h264_preset", default="medium")
   parser.add_argument("--codec", action="append", default=None,
-                      help="our codec to include: a shipped name (cr30, cr192, cr768; the earlier "
-                           "cr30v1, cr768v1 and demo, drawn as 'ours-<name>'), a .cvcodec file "
-                           "or a vq_codec workdir; repeat for several rates")
+                      help="our codec to include: a shipped name ("
+                           + ", ".join(n for n in shipped.SHIPPED if n not in shipped.LEGACY)
+                           + "; the earlier " + ", ".join(shipped.LEGACY)
+                           + ", drawn as 'ours-<name>'), a .cvcodec file or a vq_codec workdir; "
+                           "repeat for several rates")
   parser.add_argument("--mpeg4_qs", type=int, nargs="+", default=[2, 5, 10, 20, 31])
   parser.add_argument("--entropy", action="store_true",
                       help="also measure each --codec with its indices range-coded by the code "

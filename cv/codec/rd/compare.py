@@ -126,7 +126,7 @@ def neural_roundtrips(codec_path: str | None,
         return size, np.concatenate(list(chunks))
     return roundtrip
 
-  # An earlier shipped codec (shipped.LEGACY: "demo", "cr30v1", "cr768v1") draws its own curve, so it can be measured in the
+  # An earlier shipped codec (shipped.LEGACY) draws its own curve, so it can be measured in the
   # same run as the codec that replaced it (same rate, other key).
   name = ("ours-rvq" if codec.num_levels > 1 else
           f"ours-{codec_path}" if codec_path in shipped.LEGACY else "ours")
